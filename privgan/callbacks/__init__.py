@@ -1,0 +1,1 @@
+"""privgan.callbacks."""
