@@ -1,1 +1,8 @@
-"""privgan.callbacks."""
+"""Lightning callbacks that attack a model while it trains and draw the privacy–utility curve."""
+
+from privgan.callbacks.base import AttackCallback
+from privgan.callbacks.curve import PrivacyUtilityCurve
+from privgan.callbacks.inversion import InversionAttack
+from privgan.callbacks.membership import MembershipAttack
+
+__all__ = ["AttackCallback", "InversionAttack", "MembershipAttack", "PrivacyUtilityCurve"]

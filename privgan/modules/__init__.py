@@ -1,1 +1,5 @@
-"""privgan.modules."""
+"""LightningModules privgan trains."""
+
+from privgan.modules.split_classifier import SplitClassifier
+
+__all__ = ["SplitClassifier"]

@@ -1,0 +1,46 @@
+# privgan: `make demo` and `make test` work on a fresh machine (they create .venv and install).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.privgan-installed
+# Keep W&B offline and its files out of $HOME unless the user says otherwise.
+export WANDB_MODE ?= offline
+export PYTHONUNBUFFERED := 1
+
+.PHONY: install demo test test-all bench-lfw bench-split clean
+
+install: $(STAMP)
+
+# Order matters: the local torch build first (pinned), then everything else under the same
+# pins, then facenet-pytorch without its stale torch<2.3 metadata.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints.txt torch==2.14.1 torchvision==0.29.1
+	$(PIP) install -q -c constraints.txt -e '.[test]'
+	$(PIP) install -q --no-deps facenet-pytorch==2.6.0
+	$(PY) -c "import torch, torchvision, lightning, opacus, wandb, cv2, facenet_pytorch; assert torch.__version__.startswith('2.14.1'), torch.__version__; assert cv2.__version__ < '5', cv2.__version__"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m privgan.cli sweep --config recipes/quickstart_split_lfw.yaml \
+	  --grid model.init_args.activation_noise=0,0.5,1,2 --out runs/demo --skip-done
+	$(PY) -m privgan.cli curve runs/demo --out runs/demo/frontier.png
+	@echo "demo: curve per run in runs/demo/*/curve.png, frontier runs/demo/frontier.png, table runs/demo/sweep.csv,"
+	@echo "      W&B offline runs in runs/demo/*/wandb/ (upload with: $(VENV)/bin/wandb sync runs/demo/*/wandb/offline-run-*)"
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" --timeout=900
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q --timeout=3600
+
+bench-lfw: $(STAMP)
+	$(PY) benchmarks/lfw_verification.py
+
+bench-split: $(STAMP)
+	$(PY) benchmarks/split_table.py
+
+clean:
+	rm -rf runs .pytest_cache

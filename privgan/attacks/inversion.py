@@ -1,0 +1,314 @@
+"""Model inversion against split computing: rebuild the client's input images from sent features.
+
+Two attackers from the split-computing literature (He, Zhang, Lee 2019; Dong et al. 2021):
+``whitebox_invert`` knows the client's weights and optimises an image whose features match the
+observed ones; ``DecoderInversion`` ("inverse network") can only query the deployed client on
+its own auxiliary images and trains a decoder from (transmitted features, image) pairs. Plain
+tensor code: no Lightning needed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+from torch import Tensor, nn
+import torch.nn.functional as F
+
+from privgan.metrics.image_quality import psnr_db, ssim
+from privgan.models.decoders import InverseDecoder
+
+Client = Callable[[Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class Reconstructions:
+    """Images an inversion attack rebuilt, with the originals (if known) to score them against."""
+
+    originals: Tensor | None
+    reconstructions: Tensor
+    attack: str
+    feature_loss: Tensor
+    seconds: float
+
+    def metrics(self) -> dict[str, float]:
+        """Mean and median per-image PSNR (dB) and SSIM against the originals, and mean feature loss.
+
+        SSIM uses an 11 x 11 Gaussian window (sigma 1.5), shrunk to the largest odd size that
+        fits for images smaller than 11 pixels.
+        """
+        if self.originals is None:
+            raise ValueError("metrics need the originals; pass originals= to the attack")
+        x, y = self.originals.detach().float().cpu(), self.reconstructions.detach().float().cpu()
+        side = min(x.shape[-2:])
+        window = min(11, side if side % 2 else side - 1)
+        p = psnr_db(y, x)
+        s = ssim(y, x, window_size=window)
+        return {
+            "psnr_db": float(p.mean()),
+            "psnr_db_median": float(p.median()),
+            "ssim": float(s.mean()),
+            "ssim_median": float(s.median()),
+            "feature_loss": float(self.feature_loss.detach().float().mean()),
+        }
+
+
+def normalised_feature_loss(pred: Tensor, observed: Tensor) -> Tensor:
+    """Per-sample MSE between features divided by the observed features' mean energy (N).
+
+    Dividing by mean(observed**2) makes the loss scale independent of the split depth (and of
+    the client's feature scale), so one learning rate and TV weight work for every cut.
+    """
+    err = (pred - observed).flatten(1).pow(2).mean(1)
+    energy = observed.detach().flatten(1).pow(2).mean(1).clamp_min(1e-12)
+    return err / energy
+
+
+def total_variation(x: Tensor) -> Tensor:
+    """Per-image anisotropic L1 total variation (N): mean |vertical| + mean |horizontal| differences."""
+    dh = (x[..., 1:, :] - x[..., :-1, :]).abs().flatten(1).mean(1)
+    dw = (x[..., :, 1:] - x[..., :, :-1]).abs().flatten(1).mean(1)
+    return dh + dw
+
+
+def _client_modules(client: Client) -> list[nn.Module]:
+    """The nn.Module behind ``client``: itself, or the owner of a bound method like ``model.client``."""
+    if isinstance(client, nn.Module):
+        return [client]
+    owner = getattr(client, "__self__", None)
+    return [owner] if isinstance(owner, nn.Module) else []
+
+
+@contextlib.contextmanager
+def _attack_mode(client: Client) -> Iterator[None]:
+    """Eval mode and frozen parameters for the client while attacking; every flag restored after."""
+    modules = _client_modules(client)
+    modes = [(m, m.training) for root in modules for m in root.modules()]
+    params = [(p, p.requires_grad) for root in modules for p in root.parameters()]
+    try:
+        for root in modules:
+            root.eval()
+        for p, _ in params:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+        for p, requires_grad in params:
+            p.requires_grad_(requires_grad)
+
+
+def _grad_wrt(loss: Tensor, x: Tensor) -> Tensor:
+    """d loss / d x only (no .grad written anywhere else); zeros when x does not reach the loss."""
+    if not loss.requires_grad:
+        return torch.zeros_like(x)
+    (g,) = torch.autograd.grad(loss, [x], allow_unused=True)
+    return torch.zeros_like(x) if g is None else g
+
+
+def _check_images(images: Tensor, image_shape: tuple[int, ...], what: str) -> None:
+    if images.ndim != 4 or tuple(images.shape[1:]) != tuple(image_shape):
+        raise ValueError(f"{what} must be N x {tuple(image_shape)}, got {tuple(images.shape)}")
+
+
+def whitebox_invert(
+    client: Client,
+    observed: Tensor,
+    *,
+    image_shape: tuple[int, int, int],
+    steps: int = 400,
+    lr: float = 0.05,
+    tv_weight: float = 0.1,
+    restarts: int = 1,
+    init: str = "grey",
+    generator: torch.Generator | None = None,
+    originals: Tensor | None = None,
+) -> Reconstructions:
+    """White-box inversion: Adam on images so client(x) matches the observed features.
+
+    Images are parametrised as ``x = sigmoid(u)`` (always in [0, 1]) and all samples are
+    optimised together; the objective per sample is ``normalised_feature_loss`` +
+    ``tv_weight`` * ``total_variation``, with the learning rate cosine-annealed from ``lr`` to
+    ~0 over ``steps``. Restart 0 starts from ``init`` ("grey": every pixel 0.5, or "random":
+    uniform noise from ``generator``); later restarts start from uniform noise. Per sample, the
+    restart with the lowest final feature loss is kept (observable to the attacker: originals
+    are never used to choose). The client is put in eval mode with its parameters frozen, and
+    only the images get gradients (``torch.autograd.grad``), so its weights, ``.grad``,
+    ``requires_grad`` flags and training mode are the same afterwards.
+    """
+    if init not in ("grey", "random"):
+        raise ValueError(f"init must be 'grey' or 'random', got {init!r}")
+    if steps < 0 or restarts < 1:
+        raise ValueError(f"need steps >= 0 and restarts >= 1, got steps={steps}, restarts={restarts}")
+    if originals is not None:
+        _check_images(originals, image_shape, "originals")
+    start = time.perf_counter()
+    observed = observed.detach()
+    n = observed.shape[0]
+    dtype = observed.dtype if observed.is_floating_point() else torch.get_default_dtype()
+    shape = (n, *image_shape)
+    best_x = torch.full(shape, 0.5, dtype=dtype, device=observed.device)
+    best_loss = torch.full((n,), math.inf, dtype=dtype, device=observed.device)
+    with _attack_mode(client):
+        for r in range(restarts):
+            if r == 0 and init == "grey":
+                x0 = torch.full(shape, 0.5, dtype=dtype, device=observed.device)
+            else:
+                x0 = torch.rand(shape, generator=generator, dtype=dtype, device=observed.device)
+            u = torch.logit(x0.clamp(1e-3, 1 - 1e-3)).requires_grad_(True)
+            opt = torch.optim.Adam([u], lr=lr)
+            for t in range(steps):
+                for group in opt.param_groups:
+                    group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * t / steps))
+                x = torch.sigmoid(u)
+                loss = normalised_feature_loss(client(x), observed).sum()
+                if tv_weight:
+                    loss = loss + tv_weight * total_variation(x).sum()
+                u.grad = _grad_wrt(loss, u)
+                opt.step()
+            with torch.no_grad():
+                x = torch.sigmoid(u)
+                final = normalised_feature_loss(client(x), observed).to(dtype)
+                final = torch.nan_to_num(final, nan=math.inf)
+                better = final < best_loss
+                if r == 0:
+                    better = torch.ones_like(better)
+                best_x = torch.where(better.view(-1, 1, 1, 1), x, best_x)
+                best_loss = torch.where(better, final, best_loss)
+    return Reconstructions(
+        originals=None if originals is None else originals.detach(),
+        reconstructions=best_x.detach(),
+        attack=f"whitebox_tv{tv_weight:g}",
+        feature_loss=best_loss,
+        seconds=time.perf_counter() - start,
+    )
+
+
+@contextlib.contextmanager
+def _seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Seed torch's RNG for a block without disturbing the caller's global RNG state."""
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+class DecoderInversion:
+    """Learned inversion ("inverse network", He et al. 2019): a decoder trained on the attacker's images.
+
+    The attacker queries the deployed client on auxiliary images (disjoint identities), passes
+    the features through ``transmit`` (the defence: clipping, noise), and fits an
+    ``InverseDecoder`` on (transmitted features, image) pairs with MSE (+ ``l1_weight`` * L1)
+    loss, Adam and a cosine-annealed learning rate. Fresh ``transmit`` noise is drawn per batch.
+    Training is seeded by ``seed`` and leaves the global RNG untouched.
+    """
+
+    def __init__(
+        self,
+        *,
+        feature_shape: tuple[int, ...],
+        image_shape: tuple[int, int, int],
+        width: int = 32,
+        epochs: int = 20,
+        batch_size: int = 64,
+        lr: float = 2e-3,
+        l1_weight: float = 0.0,
+        upsample: str = "nearest",
+        seed: int = 0,
+    ) -> None:
+        self.feature_shape = tuple(feature_shape)
+        self.image_shape = tuple(image_shape)
+        self.width = width
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.l1_weight = l1_weight
+        self.upsample = upsample
+        self.seed = seed
+
+    @torch.no_grad()
+    def _features(self, client: Client, images: Tensor) -> Tensor:
+        with _attack_mode(client):
+            return torch.cat([client(b) for b in images.split(self.batch_size)])
+
+    def fit(self, client: Client, aux_images: Tensor, *, transmit: Client | None = None) -> DecoderInversion:
+        """Train ``decoder_`` on (transmit(client(x)), x) for the attacker's ``aux_images``."""
+        _check_images(aux_images, self.image_shape, "aux_images")
+        start = time.perf_counter()
+        aux_images = aux_images.detach()
+        feats = self._features(client, aux_images)
+        if feats[0].numel() != math.prod(self.feature_shape):
+            raise ValueError(f"client features {tuple(feats.shape[1:])} do not match feature_shape {self.feature_shape}")
+        feats = feats.reshape(len(feats), *self.feature_shape)
+        n = len(aux_images)
+        device = aux_images.device
+        losses: list[float] = []
+        with _seeded(self.seed, device):
+            decoder = InverseDecoder(
+                self.feature_shape, self.image_shape, width=self.width, upsample=self.upsample
+            ).to(device=device, dtype=aux_images.dtype)
+            opt = torch.optim.Adam(decoder.parameters(), lr=self.lr)
+            steps_per_epoch = max(1, math.ceil(n / self.batch_size))
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.epochs * steps_per_epoch))
+            decoder.train()
+            for _ in range(self.epochs):
+                order = torch.randperm(n, device=device)
+                total, count = 0.0, 0
+                for idx in order.split(self.batch_size):
+                    if len(idx) < 2:  # batch norm needs two samples
+                        continue
+                    x = aux_images[idx]
+                    z = feats[idx]
+                    if transmit is not None:
+                        with torch.no_grad():
+                            z = transmit(z).reshape(z.shape)
+                    out = decoder(z)
+                    loss = F.mse_loss(out, x)
+                    if self.l1_weight:
+                        loss = loss + self.l1_weight * F.l1_loss(out, x)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    sched.step()
+                    total += float(loss.detach()) * len(idx)
+                    count += len(idx)
+                losses.append(total / max(1, count))
+        decoder.eval()
+        self.decoder_ = decoder
+        self.client_ = client
+        self.train_loss_ = losses
+        self.fit_seconds_ = time.perf_counter() - start
+        return self
+
+    @torch.no_grad()
+    def reconstruct(self, observed: Tensor, originals: Tensor | None = None) -> Reconstructions:
+        """Decode observed (transmitted) features; feature loss re-queries the client on the output."""
+        if not hasattr(self, "decoder_"):
+            raise RuntimeError("call fit() before reconstruct()")
+        if originals is not None:
+            _check_images(originals, self.image_shape, "originals")
+        start = time.perf_counter()
+        observed = observed.detach().reshape(len(observed), *self.feature_shape)
+        self.decoder_.eval()
+        recon = torch.cat([self.decoder_(b) for b in observed.split(self.batch_size)])
+        sent = self._features(self.client_, recon).reshape(observed.shape)
+        return Reconstructions(
+            originals=None if originals is None else originals.detach(),
+            reconstructions=recon,
+            attack=f"decoder_w{self.width}",
+            feature_loss=normalised_feature_loss(sent, observed),
+            seconds=time.perf_counter() - start,
+        )
+
+
+__all__ = [
+    "DecoderInversion",
+    "Reconstructions",
+    "normalised_feature_loss",
+    "total_variation",
+    "whitebox_invert",
+]

@@ -1,0 +1,177 @@
+"""Membership inference on classifiers: loss threshold and offline likelihood-ratio (LiRA) attacks."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from privgan.metrics.roc import membership_metrics
+
+
+@dataclass(frozen=True)
+class MembershipScores:
+    """Scores where higher always means "more likely a member", with 0/1 membership labels."""
+
+    scores: torch.Tensor
+    labels: torch.Tensor
+    attack: str
+
+    def metrics(self, *, n_boot: int = 500, seed: int = 0) -> dict[str, float]:
+        """AUC and TPR at 0.1% / 1% FPR with bootstrap CIs, and the counts."""
+        return membership_metrics(self.scores, self.labels, n_boot=n_boot, seed=seed)
+
+
+@torch.no_grad()
+def predict_logits(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
+    """Logits of ``model`` over ``images`` in eval mode, batched (training mode restored)."""
+    was = getattr(model, "training", None)
+    if isinstance(model, nn.Module):
+        model.eval()
+    try:
+        return torch.cat([model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+    finally:
+        if isinstance(model, nn.Module) and was:
+            model.train()
+
+
+def logit_confidence(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Stable log(p_y / (1 - p_y)): the per-example statistic LiRA models as Gaussian."""
+    logp = F.log_softmax(logits.double(), dim=1)
+    lp_y = logp.gather(1, labels.view(-1, 1)).squeeze(1)
+    others = logp.clone()
+    others.scatter_(1, labels.view(-1, 1), -torch.inf)
+    return (lp_y - torch.logsumexp(others, dim=1)).float()
+
+
+def loss_attack(logits: torch.Tensor, labels: torch.Tensor, membership: torch.Tensor) -> MembershipScores:
+    """Yeom et al. (2018): members have lower loss, so the score is the negative cross-entropy."""
+    score = -F.cross_entropy(logits.float(), labels, reduction="none")
+    return MembershipScores(score, membership.long(), "loss")
+
+
+def offline_lira(
+    target_conf: torch.Tensor,
+    reference_conf: torch.Tensor,
+    reference_in: torch.Tensor,
+    membership: torch.Tensor,
+    *,
+    fixed_variance: bool = True,
+) -> MembershipScores:
+    """Carlini et al. (2022) offline LiRA: how far the target's confidence sits above OUT references.
+
+    ``reference_conf`` is K x N logit-confidences of reference models, ``reference_in`` K x N
+    (True where the example was in that model's training set; those entries are ignored). The
+    score is (φ_target - μ_out) / σ_out, with one global σ when ``fixed_variance`` (robust for
+    few references). Examples with no OUT reference fall back to the mean over all OUT entries.
+    """
+    if reference_conf.shape != reference_in.shape or reference_conf.shape[1] != target_conf.shape[0]:
+        raise ValueError(f"reference_conf {tuple(reference_conf.shape)} / reference_in must be K x N with N = {target_conf.shape[0]}")
+    out = ~reference_in.bool()
+    n_out = out.sum(0)
+    if out.sum() < 2:
+        raise ValueError("offline LiRA needs OUT reference observations; every example was IN every reference")
+    mu = torch.where(out, reference_conf, 0).sum(0) / n_out.clamp_min(1)
+    mu = torch.where(n_out > 0, mu, reference_conf[out].mean())
+    resid = (reference_conf - mu)[out]
+    if fixed_variance or n_out.min() < 2:
+        sigma = resid.std().clamp_min(1e-6).expand_as(mu)
+    else:
+        var = torch.where(out, (reference_conf - mu) ** 2, 0).sum(0) / (n_out - 1)
+        sigma = var.sqrt().clamp_min(1e-6)
+    return MembershipScores((target_conf - mu) / sigma, membership.long(), "lira_offline")
+
+
+class ReferenceModels:
+    """Shadow models trained, like the target, on seeded halves of the candidate pool.
+
+    Models come in complementary pairs, so every candidate is OUT for exactly half of them.
+    ``train(epochs)`` continues training, so references can keep pace with a running target.
+    """
+
+    def __init__(
+        self,
+        factory: Callable[[], nn.Module],
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        k: int = 2,
+        lr: float = 1e-3,
+        weight_decay: float = 5e-4,
+        batch_size: int = 64,
+        augment_flip: bool = True,
+        seed: int = 0,
+    ) -> None:
+        if k < 2 or k % 2:
+            raise ValueError(f"reference models come in complementary pairs: k must be even and >= 2, got {k}")
+        self.factory, self.images, self.labels = factory, images, labels
+        self.k, self.lr, self.weight_decay, self.batch_size, self.augment_flip = k, lr, weight_decay, batch_size, augment_flip
+        g = torch.Generator().manual_seed(seed)
+        masks = []
+        for _ in range(k // 2):
+            m = torch.zeros(len(images), dtype=torch.bool)
+            m[torch.randperm(len(images), generator=g)[: len(images) // 2]] = True
+            masks += [m, ~m]
+        self.in_mask = torch.stack(masks)
+        torch.manual_seed(seed)
+        self.models_ = [factory() for _ in range(k)]
+        self.optimizers_ = [torch.optim.Adam(m.parameters(), lr=lr, weight_decay=weight_decay) for m in self.models_]
+        self.epochs_ = 0
+        self._gen = torch.Generator().manual_seed(seed + 1)
+
+    def train(self, epochs: int = 1) -> None:
+        """Train every reference model ``epochs`` more epochs on its half."""
+        for _ in range(epochs):
+            for model, opt, mask in zip(self.models_, self.optimizers_, self.in_mask):
+                model.train()
+                idx = mask.nonzero().squeeze(1)
+                idx = idx[torch.randperm(len(idx), generator=self._gen)]
+                for i in range(0, len(idx), self.batch_size):
+                    b = idx[i : i + self.batch_size]
+                    x, y = self.images[b], self.labels[b]
+                    if self.augment_flip:
+                        flip = torch.rand(len(b), generator=self._gen) < 0.5
+                        x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+                    opt.zero_grad(set_to_none=True)
+                    F.cross_entropy(model(x), y).backward()
+                    opt.step()
+            self.epochs_ += 1
+
+    def confidences(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """K x N logit-confidences of every reference model on (images, labels)."""
+        return torch.stack([logit_confidence(predict_logits(m, images), labels) for m in self.models_])
+
+    def state_dict(self) -> dict:
+        """Model and optimiser states, for resuming alongside the target."""
+        return {
+            "epochs": self.epochs_,
+            "models": [m.state_dict() for m in self.models_],
+            "optimizers": [o.state_dict() for o in self.optimizers_],
+            "in_mask": self.in_mask,
+            "gen": self._gen.get_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what ``state_dict`` saved (deep-copied: no tensor is shared with the source)."""
+        state = copy.deepcopy(state)
+        self.epochs_ = state["epochs"]
+        self.in_mask = state["in_mask"]
+        for m, s in zip(self.models_, state["models"]):
+            m.load_state_dict(s)
+        for o, s in zip(self.optimizers_, state["optimizers"]):
+            o.load_state_dict(s)
+        self._gen.set_state(state["gen"])
+
+
+def fresh_copy(model: nn.Module) -> nn.Module:
+    """Deep copy of ``model`` with every parameter re-initialised (a reference architecture)."""
+    m = copy.deepcopy(model)
+    for mod in m.modules():
+        if hasattr(mod, "reset_parameters") and mod is not m:
+            mod.reset_parameters()
+    return m

@@ -1,0 +1,187 @@
+"""LightningDataModule over identity folders: aligned faces, seeded member / non-member split."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from privgan.data.identity_folders import scan_identity_folders
+from privgan.data.manifest import SplitManifest, make_split
+from privgan.paths import lfw_root
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LabeledImages:
+    """Images (N x 3 x H x W float in [0, 1]) with integer identity labels."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def default_face_root() -> str:
+    """LFW deep-funneled images under ``$PRIVGAN_DATA``."""
+    return str(lfw_root() / "images_deepfunneled")
+
+
+class FaceIdentityDataModule(L.LightningDataModule):
+    """Faces of K identities: members train the model, held-out photos are non-members.
+
+    Faces are detected and aligned once with MTCNN (cached on disk), resized to
+    ``image_size``. Auxiliary identities, disjoint from the K, are the attacker's own data.
+    Bad files (unreadable, empty, no face) are skipped and counted in ``skipped``.
+    """
+
+    def __init__(
+        self,
+        *,
+        root: str | None = None,
+        n_identities: int = 32,
+        min_images: int = 30,
+        max_images: int | None = 40,
+        train_fraction: float = 0.5,
+        aux_identities: int = 300,
+        aux_max_images: int = 4,
+        image_size: int = 64,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        seed: int = 0,
+        manifest: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.root = root or default_face_root()
+        self.poisson_sampling = False
+        self.manifest_: SplitManifest | None = None
+        self.skipped: dict[str, list[str]] = {}
+
+    # -- setup -----------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        """Split, align (cached) and load all images into memory once."""
+        if self.manifest_ is not None:
+            return
+        hp = self.hparams
+        if hp.manifest:
+            manifest = SplitManifest.load(hp.manifest)
+        else:
+            folders = scan_identity_folders(self.root)
+            manifest = make_split(
+                folders,
+                root=self.root,
+                n_identities=hp.n_identities,
+                min_images=hp.min_images,
+                max_images=hp.max_images,
+                train_fraction=hp.train_fraction,
+                aux_identities=hp.aux_identities,
+                aux_max_images=hp.aux_max_images,
+                seed=hp.seed,
+            )
+        files = [f for part in (manifest.train, manifest.heldout, manifest.auxiliary) for v in part.values() for f in v]
+        faces = _align(files)
+        self.skipped = faces.skipped
+        if any(faces.skipped.values()):
+            log.warning("privgan data: %s", faces.summary())
+        ok = {str(p): i for i, p in enumerate(faces.paths)}
+        imgs = _resize(faces.images, hp.image_size)
+
+        def gather(part: dict[str, list[str]], labelled: bool) -> LabeledImages:
+            idx, lab = [], []
+            for k, name in enumerate(manifest.identities if labelled else sorted(part)):
+                for f in part.get(name, []):
+                    if f in ok:
+                        idx.append(ok[f])
+                        lab.append(k)
+            return LabeledImages(imgs[idx], torch.tensor(lab, dtype=torch.long))
+
+        self._train = gather(manifest.train, True)
+        self._heldout = gather(manifest.heldout, True)
+        self._aux = gather(manifest.auxiliary, False)
+        if len(self._train) == 0 or len(self._heldout) == 0:
+            raise ValueError(f"no usable member or held-out faces after alignment in {self.root!r}: {faces.summary()}")
+        self.manifest_ = manifest
+        if self.trainer is not None and self.trainer.is_global_zero:
+            manifest.save(Path(self.trainer.default_root_dir) / "manifest.json")
+
+    # -- what attacks may use -----------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        """Number of classifier identities."""
+        return self.hparams.n_identities
+
+    @property
+    def identity_names(self) -> list[str]:
+        """Classifier identity names in label order."""
+        self._require_setup()
+        return list(self.manifest_.identities)
+
+    def members(self) -> LabeledImages:
+        """Training images (members) with labels."""
+        self._require_setup()
+        return self._train
+
+    def nonmembers(self) -> LabeledImages:
+        """Held-out images of the same identities (non-members) with labels."""
+        self._require_setup()
+        return self._heldout
+
+    def auxiliary(self) -> torch.Tensor:
+        """Images of identities disjoint from the classifier's (the attacker's own data)."""
+        self._require_setup()
+        return self._aux.images
+
+    def auxiliary_labels(self) -> torch.Tensor:
+        """Identity index of each auxiliary image (to calibrate thresholds on impostor pairs)."""
+        self._require_setup()
+        return self._aux.labels
+
+    def _require_setup(self) -> None:
+        if self.manifest_ is None:
+            raise RuntimeError("call setup() first (the Trainer does this)")
+
+    # -- loaders --------------------------------------------------------------------------------
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled member batches; Poisson-sampled when a DP-SGD module asked for it."""
+        dl = DataLoader(
+            TensorDataset(self._train.images, self._train.labels),
+            batch_size=self.hparams.batch_size,
+            shuffle=True,
+            num_workers=self.hparams.num_workers,
+            generator=torch.Generator().manual_seed(self.hparams.seed),
+        )
+        if self.poisson_sampling:
+            from opacus.data_loader import DPDataLoader
+
+            return DPDataLoader.from_data_loader(dl, generator=torch.Generator().manual_seed(self.hparams.seed))
+        return dl
+
+    def val_dataloader(self) -> DataLoader:
+        """Held-out photos of the classifier identities (accuracy; non-members)."""
+        return DataLoader(TensorDataset(self._heldout.images, self._heldout.labels), batch_size=256)
+
+    def test_dataloader(self) -> DataLoader:
+        """Same held-out photos as validation (no hyper-parameters are tuned on them)."""
+        return self.val_dataloader()
+
+
+def _align(files: list[str]):
+    from privgan.faces.cache import align_files
+
+    return align_files([Path(f) for f in files])
+
+
+def _resize(images_u8: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 N x 3 x S x S -> float [0, 1] N x 3 x size x size (antialiased)."""
+    x = images_u8.float() / 255.0
+    if x.shape[-1] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return x.clamp(0, 1).contiguous()

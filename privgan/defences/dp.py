@@ -1,0 +1,113 @@
+"""DP-SGD through Opacus: model validation/fixing, make_private wiring, ε accounting."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+
+class DPConfigError(ValueError):
+    """A DP-SGD setting is missing, contradictory or out of range; the message says which."""
+
+
+@dataclass(frozen=True)
+class DPSGD:
+    """DP-SGD settings: give ``noise_multiplier`` or ``target_epsilon`` (reached at max_epochs)."""
+
+    noise_multiplier: float | None = None
+    target_epsilon: float | None = None
+    max_grad_norm: float = 1.0
+    delta: float = 1e-5
+    accountant: str = "prv"
+
+    def __post_init__(self) -> None:
+        if (self.noise_multiplier is None) == (self.target_epsilon is None):
+            raise DPConfigError("dp: set exactly one of noise_multiplier and target_epsilon")
+        if self.noise_multiplier is not None and self.noise_multiplier < 0:
+            raise DPConfigError(f"dp.noise_multiplier must be >= 0, got {self.noise_multiplier}")
+        if self.target_epsilon is not None and self.target_epsilon <= 0:
+            raise DPConfigError(f"dp.target_epsilon must be > 0, got {self.target_epsilon}")
+        if self.max_grad_norm <= 0:
+            raise DPConfigError(f"dp.max_grad_norm must be > 0, got {self.max_grad_norm}")
+        if not 0 < self.delta < 1:
+            raise DPConfigError(f"dp.delta must be in (0, 1), got {self.delta}")
+        if self.accountant not in ("prv", "rdp", "gdp"):
+            raise DPConfigError(f"dp.accountant must be 'prv', 'rdp' or 'gdp', got {self.accountant!r}")
+
+
+def make_dp_compatible(model: nn.Module) -> nn.Module:
+    """Replace layers Opacus cannot handle (BatchNorm -> GroupNorm); raise if problems remain."""
+    from opacus.validators import ModuleValidator
+
+    fixed = ModuleValidator.fix(model) if ModuleValidator.validate(model, strict=False) else model
+    errors = ModuleValidator.validate(fixed, strict=False)
+    if errors:
+        raise DPConfigError("model cannot be trained with DP-SGD: " + "; ".join(str(e) for e in errors))
+    return fixed
+
+
+@dataclass
+class DPState:
+    """What make_private returned: the per-sample-gradient module and the privacy engine."""
+
+    grad_sample_module: nn.Module
+    optimizer: torch.optim.Optimizer
+    engine: Any
+    config: DPSGD
+    sample_rate: float
+
+    def epsilon(self) -> float:
+        """ε spent so far at the configured δ (0 before the first step)."""
+        if len(self.engine.accountant) == 0:
+            return 0.0
+        return float(self.engine.accountant.get_epsilon(delta=self.config.delta))
+
+    @property
+    def noise_multiplier(self) -> float:
+        """The noise multiplier in use (computed from target ε when one was given)."""
+        return float(self.optimizer.noise_multiplier)
+
+
+def make_private(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data_loader: DataLoader,
+    config: DPSGD,
+    *,
+    epochs: int | None,
+) -> DPState:
+    """Wrap model and optimizer for DP-SGD with Poisson sampling of ``data_loader``'s dataset."""
+    from opacus import PrivacyEngine
+
+    engine = PrivacyEngine(accountant=config.accountant, secure_mode=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Secure RNG turned off.*")
+        warnings.filterwarnings("ignore", message=".*Optimal order is the.*")
+        if config.target_epsilon is not None:
+            if not epochs or epochs < 1:
+                raise DPConfigError("dp.target_epsilon needs a finite trainer.max_epochs to plan the noise for")
+            gsm, opt, dl = engine.make_private_with_epsilon(
+                module=model,
+                optimizer=optimizer,
+                data_loader=data_loader,
+                target_epsilon=config.target_epsilon,
+                target_delta=config.delta,
+                epochs=epochs,
+                max_grad_norm=config.max_grad_norm,
+                poisson_sampling=True,
+            )
+        else:
+            gsm, opt, dl = engine.make_private(
+                module=model,
+                optimizer=optimizer,
+                data_loader=data_loader,
+                noise_multiplier=config.noise_multiplier,
+                max_grad_norm=config.max_grad_norm,
+                poisson_sampling=True,
+            )
+    return DPState(gsm, opt, engine, config, sample_rate=1.0 / len(data_loader))

@@ -1,0 +1,168 @@
+"""LightningModule: identity classifier cut in two, with activation noise and DP-SGD defences."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from privgan.defences.activation_noise import ActivationNoise
+from privgan.defences.dp import DPSGD, DPConfigError, DPState, make_dp_compatible, make_private
+from privgan.models.split_resnet import SplitResNet
+
+
+class DefendedSplitNetwork(nn.Module):
+    """backbone.client -> defence (clip + noise) -> backbone.server, as one module for Opacus."""
+
+    def __init__(self, backbone: SplitResNet, defence: ActivationNoise) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.defence = defence
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone.server(self.defence(self.backbone.client(x)))
+
+
+class SplitClassifier(L.LightningModule):
+    """Split identity classifier; exposes ``client``, ``transmit`` and ``server`` for attacks.
+
+    ``client(x)`` is what the device computes (including clipping), ``transmit(z)`` adds the
+    defence's noise (what the server receives), ``server(z)`` returns logits. Validation
+    accuracy is measured with the noise on, as deployed, and logged as ``utility/val_acc``.
+    """
+
+    def __init__(
+        self,
+        *,
+        num_classes: int | None = None,
+        width: int = 32,
+        split_at: str = "stage1",
+        norm: str = "group",
+        activation_noise: float = 0.0,
+        clip_norm: float | None = None,
+        dp: DPSGD | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 5e-4,
+        augment: bool = True,
+    ) -> None:
+        super().__init__()
+        if split_at not in SplitResNet.SPLIT_POINTS:
+            raise ValueError(
+                f"model.split_at={split_at!r} does not exist; valid split points: {', '.join(SplitResNet.SPLIT_POINTS)}"
+            )
+        self.save_hyperparameters()
+        self.net: DefendedSplitNetwork | None = None
+        self._dp: DPState | None = None
+        if num_classes is not None:
+            self._build(num_classes)
+
+    # -- construction ------------------------------------------------------------------------------
+    def _build(self, num_classes: int) -> None:
+        hp = self.hparams
+        self.hparams.num_classes = num_classes
+        self.net = self.make_network()
+
+    def make_network(self) -> DefendedSplitNetwork:
+        """A freshly initialised network of this module's architecture and defence (no DP state)."""
+        hp = self.hparams
+        backbone = SplitResNet(num_classes=hp.num_classes, width=hp.width, split_at=hp.split_at, norm=hp.norm)
+        net = DefendedSplitNetwork(backbone, ActivationNoise(sigma=hp.activation_noise, clip_norm=hp.clip_norm))
+        return make_dp_compatible(net) if hp.dp is not None else net
+
+    def setup(self, stage: str) -> None:
+        if self.net is None:
+            dm = self.trainer.datamodule if self.trainer is not None else None
+            n = getattr(dm, "num_classes", None)
+            if n is None:
+                raise ValueError("model.num_classes is not set and the datamodule has no num_classes")
+            self._build(int(n))
+
+    # -- split protocol ----------------------------------------------------------------------------
+    def client(self, x: torch.Tensor) -> torch.Tensor:
+        """Device side: features at the split point, clipped if the defence clips."""
+        return self.net.defence.clip(self.net.backbone.client(x))
+
+    def transmit(self, z: torch.Tensor) -> torch.Tensor:
+        """What crosses the network: the client's features plus the defence's noise."""
+        return self.net.defence.add_noise(z)
+
+    def server(self, z: torch.Tensor) -> torch.Tensor:
+        """Cloud side: logits from received features."""
+        return self.net.backbone.server(z)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    # -- training ----------------------------------------------------------------------------------
+    def training_step(self, batch, batch_idx: int):
+        x, y = batch
+        if x.shape[0] == 0:  # Poisson sampling can draw an empty batch
+            return None
+        if self.hparams.augment:
+            flip = torch.rand(x.shape[0], device=x.device) < 0.5
+            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+        model = self._dp.grad_sample_module if self._dp is not None else self.net
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at global step {self.global_step}; lower the learning rate")
+        self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True)
+        self.log("utility/train_acc", (logits.argmax(1) == y).float().mean(), on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def _eval_step(self, batch, split: str) -> None:
+        x, y = batch
+        logits = self(x)
+        self.log(f"{split}/loss", F.cross_entropy(logits, y))
+        self.log(f"utility/{split}_acc", (logits.argmax(1) == y).float().mean(), prog_bar=True)
+
+    def configure_optimizers(self):
+        opt = torch.optim.Adam(self.net.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        if self.hparams.dp is None:
+            return opt
+        dm = self.trainer.datamodule
+        if dm is None or not hasattr(dm, "poisson_sampling"):
+            raise DPConfigError(
+                "DP-SGD needs Poisson sampling: use a privgan DataModule, or give yours a `poisson_sampling` "
+                "flag whose train_dataloader then returns opacus.data_loader.DPDataLoader.from_data_loader(...)"
+            )
+        dm.poisson_sampling = False
+        plain = dm.train_dataloader()
+        self._dp = make_private(self.net, opt, plain, self.hparams.dp, epochs=self.trainer.max_epochs)
+        dm.poisson_sampling = True
+        if self._restored_accountant is not None:
+            self._dp.engine.accountant.load_state_dict(self._restored_accountant)
+        self.hparams.dp_noise_multiplier = self._dp.noise_multiplier
+        return self._dp.optimizer
+
+    _restored_accountant: dict | None = None
+
+    def on_train_epoch_end(self) -> None:
+        if self._dp is not None:
+            self.log("dp/epsilon", self._dp.epsilon())
+            self.log("dp/delta", self._dp.config.delta)
+            self.log("dp/noise_multiplier", self._dp.noise_multiplier)
+
+    def epsilon(self) -> float:
+        """ε spent so far (inf when training is not private)."""
+        return self._dp.epsilon() if self._dp is not None else math.inf
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self._dp is not None:
+            checkpoint["privgan_dp_accountant"] = self._dp.engine.accountant.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if self.net is None:
+            self._build(int(checkpoint["hyper_parameters"]["num_classes"]))
+        self._restored_accountant = checkpoint.get("privgan_dp_accountant")

@@ -1,0 +1,132 @@
+"""``privgan sweep`` (one run per grid point, results collected) and ``privgan curve`` (frontier)."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from privgan.logging.local_files import write_csv, write_json
+from privgan.plotting import plot_frontier
+
+FRONTIER_KEYS = (
+    "privacy/inversion_reid_rate",
+    "privacy/inversion_psnr_db",
+    "privacy/inversion_ssim",
+    "privacy/membership_auc",
+    "privacy/membership_tpr_at_fpr_0.01",
+)
+
+
+def parse_grid(items: list[str]) -> dict[str, list[str]]:
+    """``["model.init_args.x=0,1"]`` -> ``{"model.init_args.x": ["0", "1"]}``; errors name the bad item."""
+    grid: dict[str, list[str]] = {}
+    for it in items:
+        key, sep, vals = it.partition("=")
+        if not sep or not key or not vals:
+            raise SystemExit(f"privgan sweep: --grid {it!r} must look like KEY=V1,V2,... (e.g. model.init_args.activation_noise=0,1)")
+        if key in grid:
+            raise SystemExit(f"privgan sweep: --grid key {key!r} given twice")
+        grid[key.strip()] = [v.strip() for v in vals.split(",") if v.strip()]
+    return grid
+
+
+def run_name(params: dict[str, str]) -> str:
+    """A folder name made of the last part of each key and its value."""
+    return "__".join(f"{k.split('.')[-1]}={v}" for k, v in params.items()).replace("/", "_") or "run"
+
+
+def final_point(run_dir: Path) -> dict[str, Any] | None:
+    """The last point of a finished run's curve (None if the run wrote no curve)."""
+    f = run_dir / "curve.json"
+    if not f.exists():
+        return None
+    pts = json.loads(f.read_text()).get("points", [])
+    return pts[-1] if pts else None
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="privgan sweep", description="Run one `privgan fit` per grid point and collect the curve.")
+    p.add_argument("--config", "-c", action="append", required=True, help="recipe YAML (repeatable, as for fit)")
+    p.add_argument("--grid", action="append", default=[], help="KEY=V1,V2,... (repeatable; the product is run)")
+    p.add_argument("--out", default=None, help="sweep folder (default runs/sweep-<recipe name>)")
+    p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    p.add_argument("--skip-done", action="store_true", help="skip grid points whose run already has a final curve point")
+    a, extra = p.parse_known_args(argv)
+    grid = parse_grid(a.grid)
+    if not grid:
+        raise SystemExit("privgan sweep: give at least one --grid KEY=V1,V2,...")
+    out = Path(a.out or f"runs/sweep-{Path(a.config[-1]).stem}")
+    out.mkdir(parents=True, exist_ok=True)
+    combos = [dict(zip(grid, vals)) for vals in itertools.product(*grid.values())]
+    rows: list[dict[str, Any]] = []
+    for i, params in enumerate(combos):
+        name = run_name(params)
+        rdir = out / name
+        cmd = [sys.executable, "-m", "privgan.cli", "fit"]
+        for c in a.config:
+            cmd += ["--config", c]
+        cmd += [f"--{k}={v}" for k, v in params.items()] + [f"--trainer.default_root_dir={rdir}"] + extra
+        print(f"[{i + 1}/{len(combos)}] {' '.join(cmd)}", flush=True)
+        if a.dry_run:
+            continue
+        if a.skip_done and final_point(rdir) is not None:
+            print("  already done, skipped", flush=True)
+        else:
+            rdir.mkdir(parents=True, exist_ok=True)
+            write_json(rdir / "sweep_params.json", params)
+            env = dict(os.environ, WANDB_NAME=name, WANDB_RUN_GROUP=out.name)
+            t0 = time.perf_counter()
+            rc = subprocess.call(cmd, env=env)
+            print(f"  exit {rc} after {time.perf_counter() - t0:.0f} s", flush=True)
+            if rc != 0:
+                print(f"  run {name} failed (exit {rc}); the sweep goes on", flush=True)
+        pt = final_point(rdir)
+        rows.append({"run": name, **params, **(pt or {"status": "failed"})})
+    if a.dry_run:
+        return 0
+    write_csv(out / "sweep.csv", rows)
+    ok = [r for r in rows if "utility" in r]
+    if ok:
+        plot_frontier(ok, FRONTIER_KEYS, out / "frontier.png")
+    print(f"sweep results: {out / 'sweep.csv'}; frontier: {out / 'frontier.png'}", flush=True)
+    return 0 if len(ok) == len(rows) else 1
+
+
+def curve_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="privgan curve", description="Plot the privacy–utility frontier of finished runs.")
+    p.add_argument("runs", nargs="+", help="run folders (each with curve.json), or sweep folders")
+    p.add_argument("--out", default="frontier.png")
+    p.add_argument("--keys", nargs="*", default=list(FRONTIER_KEYS))
+    a = p.parse_args(argv)
+    dirs: list[Path] = []
+    for r in map(Path, a.runs):
+        if (r / "curve.json").exists():
+            dirs.append(r)
+        elif r.is_dir():
+            dirs += sorted(d for d in r.iterdir() if (d / "curve.json").exists())
+        else:
+            raise SystemExit(f"privgan curve: {str(r)!r} is not a folder")
+    if not dirs:
+        raise SystemExit("privgan curve: no curve.json found in " + ", ".join(a.runs))
+    rows = []
+    for d in dirs:
+        pt = final_point(d)
+        if pt is not None:
+            rows.append({"run": d.name, **pt})
+    plot_frontier(rows, a.keys, a.out)
+    csv_path = Path(a.out).with_suffix(".csv")
+    write_csv(csv_path, rows)
+    for r in rows:
+        shown = ", ".join(f"{k.split('/')[-1]}={r[k]:.3g}" for k in a.keys if k in r and isinstance(r[k], float))
+        eps = r.get("epsilon", math.inf)
+        print(f"{r['run']}: utility={r.get('utility', math.nan):.3f} ε={eps:.3g} {shown}")
+    print(f"frontier: {a.out} (table {csv_path})")
+    return 0

@@ -1,0 +1,121 @@
+"""`privgan` end to end: a tiny recipe trains on real LFW faces with W&B offline, resumes, sweeps."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "recipes" / "split_lfw.yaml"
+
+pytestmark = pytest.mark.lfw
+
+
+def tiny_recipe(tmp_path: Path, face_root: Path, epochs: int = 2) -> Path:
+    """Overrides that shrink the real recipe to seconds: 4 identities, small net, cheap attacks."""
+    over = {
+        "trainer": {
+            "max_epochs": epochs,
+            "callbacks": [
+                {"class_path": "privgan.callbacks.MembershipAttack", "init_args": {"every_n_epochs": 1, "reference_models": 2, "n_boot": 50}},
+                {"class_path": "privgan.callbacks.InversionAttack", "init_args": {
+                    "every_n_epochs": 2, "n_targets": 4, "whitebox_steps": 10, "tv_weights": [0.1],
+                    "decoder_epochs": 1, "far": 0.05, "log_gallery": True}},
+                {"class_path": "privgan.callbacks.PrivacyUtilityCurve"},
+                {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                 "init_args": {"save_last": True, "save_on_train_epoch_end": True, "dirpath": str(tmp_path / "ckpt")}},
+            ],
+        },
+        "model": {"init_args": {"width": 8}},
+        "data": {"init_args": {"root": str(face_root), "n_identities": 4, "min_images": 8, "max_images": None,
+                               "aux_identities": 6, "aux_max_images": 2, "image_size": 32, "batch_size": 8}},
+    }
+    p = tmp_path / "tiny.yaml"
+    p.write_text(yaml.safe_dump(over))
+    return p
+
+
+def privgan(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "privgan.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def test_fit_tiny_recipe_then_resume(tmp_path, small_face_tree):
+    run = tmp_path / "run"
+    tiny = tiny_recipe(tmp_path, small_face_tree)
+    r = privgan("fit", "--config", str(RECIPE), "--config", str(tiny), f"--trainer.default_root_dir={run}", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    curve = json.loads((run / "curve.json").read_text())["points"]
+    assert [p["epoch"] for p in curve] == [0, 1]
+    last = curve[-1]
+    for key in ("utility", "epsilon", "privacy/membership_auc", "privacy/membership_lira_offline_auc",
+                "privacy/inversion_reid_rate", "privacy/inversion_psnr_db", "privacy/inversion_decoder_ssim"):
+        assert key in last, key
+    assert last["epsilon"] == float("inf")
+    for f in ("curve.csv", "curve.png", "manifest.json", "timing.json", "inversion/epoch_001.png", "membership/epoch_001.csv"):
+        assert (run / f).exists(), f
+    # a real W&B run, offline, in the run folder, with the scalars and the curve table in it
+    wb = list((run / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(wb) == 1 and wb[0].stat().st_size > 1000
+    records = wb[0].read_bytes()  # the offline transaction log (protobuf records; keys stored as text)
+    for key in (b"privacy/membership_auc", b"utility/val_acc", b"privacy_utility_curve", b"privacy/inversion_gallery"):
+        assert key in records, key
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert len(manifest["identities"]) == 4
+    # resume one more epoch: the curve keeps its points, adds one, duplicates none
+    r = privgan("fit", "--config", str(RECIPE), "--config", str(tiny), f"--trainer.default_root_dir={run}",
+                "--trainer.max_epochs=3", f"--ckpt_path={tmp_path / 'ckpt' / 'last.ckpt'}", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    curve2 = json.loads((run / "curve.json").read_text())["points"]
+    assert [p["epoch"] for p in curve2] == [0, 1, 2]
+    assert curve2[:2] == curve
+
+
+def test_unknown_recipe_key_is_named(tmp_path):
+    r = privgan("fit", "--config", str(RECIPE), "--model.init_args.noise_sigmaa=1", cwd=tmp_path)
+    assert r.returncode != 0
+    assert "noise_sigmaa" in r.stderr
+
+
+def test_wrong_type_is_named(tmp_path):
+    r = privgan("fit", "--config", str(RECIPE), "--model.init_args.width=wide", cwd=tmp_path)
+    assert r.returncode != 0
+    assert "width" in r.stderr
+
+
+def test_bad_split_point_lists_valid_ones(tmp_path, small_face_tree):
+    r = privgan("fit", "--config", str(RECIPE), "--model.init_args.split_at=stage7", "--trainer.max_epochs=1",
+                f"--data.init_args.root={small_face_tree}", cwd=tmp_path)
+    assert r.returncode != 0
+    assert "stage7" in r.stderr and "stem, stage1, stage2, stage3, stage4" in r.stderr
+
+
+def test_missing_data_folder_is_named(tmp_path):
+    r = privgan("fit", "--config", str(RECIPE), f"--data.init_args.root={tmp_path / 'nowhere'}", "--trainer.max_epochs=1",
+                "--trainer.logger=false", f"--trainer.default_root_dir={tmp_path / 'r'}", cwd=tmp_path)
+    assert r.returncode != 0
+    assert "nowhere" in r.stderr and "does not exist" in r.stderr
+
+
+def test_sweep_and_curve(tmp_path, small_face_tree):
+    tiny = tiny_recipe(tmp_path, small_face_tree, epochs=1)
+    out = tmp_path / "sweep"
+    r = privgan("sweep", "--config", str(RECIPE), "--config", str(tiny), "--grid", "model.init_args.activation_noise=0,2",
+                "--out", str(out), "--trainer.logger=false", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    rows = (out / "sweep.csv").read_text().splitlines()
+    assert len(rows) == 3 and "activation_noise" in rows[0]
+    assert (out / "frontier.png").stat().st_size > 5000
+    r = privgan("curve", str(out), "--out", str(tmp_path / "f.png"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "activation_noise=0" in r.stdout and "activation_noise=2" in r.stdout
+    assert (tmp_path / "f.png").exists()
+
+
+def test_sweep_grid_errors(tmp_path):
+    r = privgan("sweep", "--config", str(RECIPE), "--grid", "model.init_args.activation_noise", cwd=tmp_path)
+    assert r.returncode != 0 and "KEY=V1,V2" in r.stderr
