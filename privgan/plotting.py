@@ -22,6 +22,14 @@ def _plt():
     return plt
 
 
+def _save(fig, path: str | Path, dpi: int = 90) -> Path:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(p, dpi=dpi)
+    _plt().close(fig)
+    return p
+
+
 def leak_verdict(point: dict[str, Any], key: str) -> str:
     """'leak' when the metric's CI lies above chance, 'no leak found' when it does not, '' if unknown."""
     lo = point.get(f"{key}_ci_low")
@@ -61,11 +69,7 @@ def plot_run_curve(points: list[dict[str, Any]], keys: Sequence[str], path: str 
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(p, dpi=90)
-    plt.close(fig)
-    return p
+    return _save(fig, path)
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -103,8 +107,4 @@ def plot_frontier(runs: list[dict[str, Any]], keys: Sequence[str], path: str | P
         ax.set_ylabel(key)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(p, dpi=90)
-    plt.close(fig)
-    return p
+    return _save(fig, path)

@@ -89,7 +89,11 @@ class PrivacyUtilityCurve(L.Callback):
         from privgan.callbacks.base import AttackCallback
 
         total = self._elapsed_before + (time.perf_counter() - self._t0 if self._t0 else 0.0)
-        attacks = {type(cb).__name__: cb.seconds_total for cb in trainer.callbacks if isinstance(cb, AttackCallback)}
+        attacks = {
+            type(cb).__name__: cb.seconds_total + getattr(cb, "reference_seconds", 0.0)
+            for cb in trainer.callbacks
+            if isinstance(cb, AttackCallback)
+        }
         runs = {type(cb).__name__: cb.runs for cb in trainer.callbacks if isinstance(cb, AttackCallback)}
         spent = sum(attacks.values())
         timing = {

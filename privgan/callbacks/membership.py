@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
 
 import lightning as L
@@ -55,6 +56,7 @@ class MembershipAttack(AttackCallback):
         self.reference_factory = reference_factory
         self.references_: ReferenceModels | None = None
         self._pending_refs: dict | None = None
+        self.reference_seconds = 0.0
 
     # -- candidates -------------------------------------------------------------------------------
     def _candidates(self, trainer: L.Trainer) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -90,7 +92,9 @@ class MembershipAttack(AttackCallback):
                     self._pending_refs = None
             target_epochs = trainer.current_epoch + 1
             if self.references_.epochs_ < target_epochs:
+                t0 = time.perf_counter()
                 self.references_.train(target_epochs - self.references_.epochs_)
+                self.reference_seconds += time.perf_counter() - t0
         super().on_train_epoch_end(trainer, pl_module)
 
     # -- the attack ----------------------------------------------------------------------------
@@ -108,6 +112,7 @@ class MembershipAttack(AttackCallback):
         best = max(results, key=lambda r: metrics[f"privacy/membership_{r.attack}_auc"])
         for k in ("auc", "auc_ci_low", "auc_ci_high", "tpr_at_fpr_0.01", "tpr_at_fpr_0.001"):
             metrics[f"privacy/membership_{k}"] = metrics[f"privacy/membership_{best.attack}_{k}"]
+        metrics["privacy/membership_reference_train_seconds"] = self.reference_seconds
         if self.save_scores:
             self._save(trainer, results)
         return metrics
@@ -121,7 +126,7 @@ class MembershipAttack(AttackCallback):
 
     # -- resume ----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        s = super().state_dict()
+        s = super().state_dict() | {"reference_seconds": self.reference_seconds}
         if self.references_ is not None:
             s["references"] = self.references_.state_dict()
         return s
@@ -129,6 +134,7 @@ class MembershipAttack(AttackCallback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         self._pending_refs = state_dict.get("references")
+        self.reference_seconds = state_dict.get("reference_seconds", 0.0)
 
 
 def save_roc_plot(results: list[MembershipScores], path) -> None:

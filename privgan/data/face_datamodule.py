@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from privgan.data.identity_folders import scan_identity_folders
 from privgan.data.manifest import SplitManifest, make_split
+from privgan.defences.dp import poisson_loader
 from privgan.paths import lfw_root
 
 log = logging.getLogger(__name__)
@@ -158,11 +159,7 @@ class FaceIdentityDataModule(L.LightningDataModule):
             num_workers=self.hparams.num_workers,
             generator=torch.Generator().manual_seed(self.hparams.seed),
         )
-        if self.poisson_sampling:
-            from opacus.data_loader import DPDataLoader
-
-            return DPDataLoader.from_data_loader(dl, generator=torch.Generator().manual_seed(self.hparams.seed))
-        return dl
+        return poisson_loader(dl, enabled=self.poisson_sampling, seed=self.hparams.seed)
 
     def val_dataloader(self) -> DataLoader:
         """Held-out photos of the classifier identities (accuracy; non-members)."""

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from privgan.data.face_datamodule import LabeledImages
+from privgan.defences.dp import poisson_loader
 
 
 def smooth_images(n: int, size: int, *, generator: torch.Generator, coarse: int = 4) -> torch.Tensor:
@@ -77,11 +78,7 @@ class SyntheticIdentityDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         dl = DataLoader(TensorDataset(self._train.images, self._train.labels), batch_size=self.hparams.batch_size, shuffle=True)
-        if self.poisson_sampling:
-            from opacus.data_loader import DPDataLoader
-
-            return DPDataLoader.from_data_loader(dl)
-        return dl
+        return poisson_loader(dl, enabled=self.poisson_sampling, seed=self.hparams.seed)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(TensorDataset(self._heldout.images, self._heldout.labels), batch_size=256)

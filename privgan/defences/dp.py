@@ -40,6 +40,16 @@ class DPSGD:
             raise DPConfigError(f"dp.accountant must be 'prv', 'rdp' or 'gdp', got {self.accountant!r}")
 
 
+def poisson_loader(loader: DataLoader, *, enabled: bool = True, seed: int | None = None) -> DataLoader:
+    """``loader`` as Opacus's Poisson-sampled DPDataLoader when ``enabled`` (what DP-SGD accounting assumes)."""
+    if not enabled:
+        return loader
+    from opacus.data_loader import DPDataLoader
+
+    gen = torch.Generator().manual_seed(seed) if seed is not None else None
+    return DPDataLoader.from_data_loader(loader, generator=gen)
+
+
 def make_dp_compatible(model: nn.Module) -> nn.Module:
     """Replace layers Opacus cannot handle (BatchNorm -> GroupNorm); raise if problems remain."""
     from opacus.validators import ModuleValidator
