@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BASE = [str(ROOT / "recipes/split_lfw.yaml"), str(ROOT / "benchmarks/split_bench.yaml")]
 COLS = [
-    ("utility", "test acc"),
+    ("utility", "held-out acc"),
     ("epsilon", "ε (δ=1e-5)"),
     ("privacy/inversion_whitebox_tv0.05_psnr_db", "WB PSNR λ.05"),
     ("privacy/inversion_whitebox_tv0.3_psnr_db", "WB PSNR λ.3"),
@@ -73,11 +73,13 @@ def main() -> None:
     p.add_argument("--splits", default="stage1,stage3")
     p.add_argument("--noise", default="0,0.5,1,2")
     p.add_argument("--dp", default="0.8,1.5")
+    p.add_argument("--table-only", action="store_true", help="only (re)write the table from finished runs")
     a = p.parse_args()
     out = Path(a.out)
-    sweep(out / "noise", [f"model.init_args.split_at={a.splits}", f"model.init_args.activation_noise={a.noise}"], [])
-    sweep(out / "dp", [f"model.init_args.dp.noise_multiplier={a.dp}"], [str(ROOT / "recipes/split_lfw_dp.yaml")])
-    rows = rows_of(out / "noise") + rows_of(out / "dp")
+    if not a.table_only:
+        sweep(out / "noise", [f"model.init_args.split_at={a.splits}", f"model.init_args.activation_noise={a.noise}"], [])
+        sweep(out / "dp", [f"model.init_args.dp.noise_multiplier={a.dp}"], [str(ROOT / "recipes/split_lfw_dp.yaml")])
+    rows = [r for sub in ("noise", "dp") if (out / sub).is_dir() for r in rows_of(out / sub)]
     lines = ["| run | " + " | ".join(c[1] for c in COLS) + " | attack share of fit |", "|" + "---|" * (len(COLS) + 2)]
     for r in rows:
         share = r.get("timing", {}).get("attack_share_of_fit", math.nan)

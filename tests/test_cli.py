@@ -73,6 +73,11 @@ def test_fit_tiny_recipe_then_resume(tmp_path, small_face_tree):
     curve2 = json.loads((run / "curve.json").read_text())["points"]
     assert [p["epoch"] for p in curve2] == [0, 1, 2]
     assert curve2[:2] == curve
+    # the trained split model is evaluated from its checkpoint by `privgan test`
+    r = privgan("test", "--config", str(RECIPE), "--config", str(tiny), f"--trainer.default_root_dir={run}",
+                "--trainer.logger=false", f"--ckpt_path={tmp_path / 'ckpt' / 'last.ckpt'}", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "utility/test_acc" in r.stdout
 
 
 def test_unknown_recipe_key_is_named(tmp_path):

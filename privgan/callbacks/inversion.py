@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Sequence
 
 import lightning as L
@@ -21,7 +23,8 @@ class InversionAttack(AttackCallback):
     through queries to the client, with the defence's noise) is scored by PSNR, SSIM and
     re-identification: a face embedder matches the reconstruction against member photos of the
     classifier identities at a threshold with false-accept rate ``far`` (calibrated on
-    auxiliary-identity impostor pairs unless ``reid_threshold`` is given). The strongest attack
+    auxiliary-identity impostor pairs unless ``reid_threshold`` is given: a cosine, or the
+    ``lfw_<embedder>.json`` that ``privgan faces eval-lfw`` wrote). The strongest attack
     per metric is reported as ``privacy/inversion_<metric>``; the re-id rate of the original
     photos is the ceiling (``privacy/inversion_reid_rate_originals``).
     """
@@ -43,7 +46,7 @@ class InversionAttack(AttackCallback):
         decoder_width: int = 32,
         embedder: str = "sface",
         embedder_kwargs: dict[str, Any] | None = None,
-        reid_threshold: float | None = None,
+        reid_threshold: float | str | None = None,
         far: float = 1e-3,
         gallery_per_identity: int = 5,
         log_gallery: bool = False,
@@ -63,7 +66,7 @@ class InversionAttack(AttackCallback):
         self.log_gallery, self.n_gallery, self.seed, self.out_dir = log_gallery, n_gallery, seed, out_dir
         self._embedder = None
         self._gallery: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.threshold_: float | None = reid_threshold
+        self.threshold_: float | None = threshold_from(reid_threshold, far)
 
     # -- set-up shared by every run ------------------------------------------------------------
     def _prepare(self, dm) -> None:
@@ -162,6 +165,25 @@ class InversionAttack(AttackCallback):
         write_json(out / f"{tag}.json", metrics)
         if self.log_gallery:
             log_image(trainer, "privacy/inversion_gallery", path, f"epoch {trainer.current_epoch}: " + "; ".join(labels[1:]))
+
+
+def threshold_from(spec: float | str | None, far: float) -> float | None:
+    """A fixed cosine threshold: a number, or ``threshold_at_far_<far>`` read from an eval-lfw JSON."""
+    if spec is None or isinstance(spec, (int, float)):
+        return None if spec is None else float(spec)
+    try:
+        return float(spec)
+    except ValueError:
+        pass
+    path = Path(spec)
+    key = f"threshold_at_far_{far:g}"
+    try:
+        value = json.loads(path.read_text())[key]
+    except (OSError, ValueError) as e:
+        raise ValueError(f"reid_threshold: cannot read {str(path)!r}: {e}") from e
+    except KeyError:
+        raise ValueError(f"reid_threshold: {str(path)!r} has no {key!r} (run `privgan faces eval-lfw` for this FAR)") from None
+    return float(value)
 
 
 def _noised(pl_module: L.LightningModule, z: torch.Tensor, g: torch.Generator) -> torch.Tensor:

@@ -112,3 +112,16 @@ def test_bad_callback_arguments():
         MembershipAttack(every_n_epochs=0)
     with pytest.raises(ValueError, match="whitebox=True or decoder=True"):
         InversionAttack(whitebox=False, decoder=False)
+
+
+def test_reid_threshold_from_eval_lfw_json(tmp_path):
+    from privgan.callbacks.inversion import threshold_from
+
+    f = tmp_path / "lfw_sface.json"
+    f.write_text(json.dumps({"threshold_at_far_0.001": 0.355}))
+    assert threshold_from(str(f), 1e-3) == 0.355
+    assert threshold_from(0.4, 1e-3) == 0.4 and threshold_from("0.3", 1e-3) == 0.3 and threshold_from(None, 1e-3) is None
+    with pytest.raises(ValueError, match="threshold_at_far_0.01"):
+        threshold_from(str(f), 1e-2)
+    with pytest.raises(ValueError, match="missing.json"):
+        threshold_from(str(tmp_path / "missing.json"), 1e-3)
