@@ -62,7 +62,6 @@ class SplitClassifier(L.LightningModule):
 
     # -- construction ------------------------------------------------------------------------------
     def _build(self, num_classes: int) -> None:
-        hp = self.hparams
         self.hparams.num_classes = num_classes
         self.net = self.make_network()
 
