@@ -31,6 +31,7 @@ COLS = [
     ("privacy/membership_tpr_at_fpr_0.01", "MIA TPR@1%"),
     ("privacy/inversion_seconds", "inversion s"),
     ("privacy/membership_seconds", "membership s"),
+    ("privacy/membership_reference_train_seconds", "LiRA ref. training s"),
 ]
 
 
