@@ -2,7 +2,16 @@
 
 from privgan.callbacks.base import AttackCallback
 from privgan.callbacks.curve import PrivacyUtilityCurve
+from privgan.callbacks.gan_membership import GanMembershipAttack
+from privgan.callbacks.identity_match import IdentityMatchAttack
 from privgan.callbacks.inversion import InversionAttack
 from privgan.callbacks.membership import MembershipAttack
 
-__all__ = ["AttackCallback", "InversionAttack", "MembershipAttack", "PrivacyUtilityCurve"]
+__all__ = [
+    "AttackCallback",
+    "GanMembershipAttack",
+    "IdentityMatchAttack",
+    "InversionAttack",
+    "MembershipAttack",
+    "PrivacyUtilityCurve",
+]

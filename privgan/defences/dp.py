@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,18 @@ class DPSGD:
             raise DPConfigError(f"dp.accountant must be 'prv', 'rdp' or 'gdp', got {self.accountant!r}")
 
 
+def as_dpsgd(dp: "DPSGD | dict | None") -> "DPSGD | None":
+    """Accept DP settings as DPSGD or as the plain dict a checkpoint stores (weights_only loading)."""
+    if dp is None or isinstance(dp, DPSGD):
+        return dp
+    if isinstance(dp, dict):
+        try:
+            return DPSGD(**dp)
+        except TypeError as e:
+            raise DPConfigError(f"dp: {e}; valid keys: noise_multiplier, target_epsilon, max_grad_norm, delta, accountant") from e
+    raise DPConfigError(f"dp must be DPSGD settings or a dict, got {type(dp).__name__}")
+
+
 def poisson_loader(loader: DataLoader, *, enabled: bool = True, seed: int | None = None) -> DataLoader:
     """``loader`` as Opacus's Poisson-sampled DPDataLoader when ``enabled`` (what DP-SGD accounting assumes)."""
     if not enabled:
@@ -72,9 +85,11 @@ class DPState:
     sample_rate: float
 
     def epsilon(self) -> float:
-        """ε spent so far at the configured δ (0 before the first step)."""
+        """ε spent so far at the configured δ (0 before the first step; inf with zero noise)."""
         if len(self.engine.accountant) == 0:
             return 0.0
+        if self.optimizer.noise_multiplier == 0:
+            return math.inf
         return float(self.engine.accountant.get_epsilon(delta=self.config.delta))
 
     @property

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import copy
 import math
+from dataclasses import asdict
 
 import lightning as L
 import torch
@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from privgan.defences.activation_noise import ActivationNoise
-from privgan.defences.dp import DPSGD, DPConfigError, DPState, make_dp_compatible, make_private
+from privgan.defences.dp import DPSGD, DPConfigError, DPState, as_dpsgd, make_dp_compatible, make_private
 from privgan.models.split_resnet import SplitResNet
 
 
@@ -54,7 +54,10 @@ class SplitClassifier(L.LightningModule):
             raise ValueError(
                 f"model.split_at={split_at!r} does not exist; valid split points: {', '.join(SplitResNet.SPLIT_POINTS)}"
             )
-        self.save_hyperparameters()
+        dp = as_dpsgd(dp)
+        self.save_hyperparameters(ignore=["dp"])
+        self.hparams.dp = asdict(dp) if dp is not None else None  # plain data: checkpoints load with weights_only
+        self.dp_config = dp
         self.net: DefendedSplitNetwork | None = None
         self._dp: DPState | None = None
         if num_classes is not None:
@@ -70,7 +73,7 @@ class SplitClassifier(L.LightningModule):
         hp = self.hparams
         backbone = SplitResNet(num_classes=hp.num_classes, width=hp.width, split_at=hp.split_at, norm=hp.norm)
         net = DefendedSplitNetwork(backbone, ActivationNoise(sigma=hp.activation_noise, clip_norm=hp.clip_norm))
-        return make_dp_compatible(net) if hp.dp is not None else net
+        return make_dp_compatible(net) if self.dp_config is not None else net
 
     def setup(self, stage: str) -> None:
         if self.net is None:
@@ -127,7 +130,7 @@ class SplitClassifier(L.LightningModule):
 
     def configure_optimizers(self):
         opt = torch.optim.Adam(self.net.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        if self.hparams.dp is None:
+        if self.dp_config is None:
             return opt
         dm = self.trainer.datamodule
         if dm is None or not hasattr(dm, "poisson_sampling"):
@@ -137,7 +140,7 @@ class SplitClassifier(L.LightningModule):
             )
         dm.poisson_sampling = False
         plain = dm.train_dataloader()
-        self._dp = make_private(self.net, opt, plain, self.hparams.dp, epochs=self.trainer.max_epochs)
+        self._dp = make_private(self.net, opt, plain, self.dp_config, epochs=self.trainer.max_epochs)
         dm.poisson_sampling = True
         if self._restored_accountant is not None:
             self._dp.engine.accountant.load_state_dict(self._restored_accountant)

@@ -65,3 +65,40 @@ def test_dp_needs_poisson_capable_datamodule(tmp_path):
     model = SplitClassifier(num_classes=2, width=8, dp=DPSGD(noise_multiplier=1.0))
     with pytest.raises(DPConfigError, match="Poisson"):
         _trainer(tmp_path, 1).fit(model, Plain())
+
+
+def test_dp_checkpoint_resumes_accounting(tmp_path):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    dm = SyntheticIdentityDataModule(n_identities=3, per_identity=40, image_size=16, batch_size=10)
+    dp = DPSGD(noise_multiplier=1.1, max_grad_norm=1.0, delta=1e-5)
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ck", save_last=True, save_on_train_epoch_end=True)
+    tr = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_progress_bar=False,
+                   enable_model_summary=False, default_root_dir=tmp_path, callbacks=[ckpt])
+    tr.fit(SplitClassifier(width=8, dp=dp), dm)
+    one_epoch = tr.lightning_module.epsilon()
+    # the checkpoint holds plain data only: it loads with torch's weights_only default
+    loaded = SplitClassifier.load_from_checkpoint(tmp_path / "ck" / "last.ckpt")
+    assert loaded.dp_config == dp and loaded.hparams.dp["noise_multiplier"] == 1.1
+    model = SplitClassifier(width=8, dp=dp)
+    tr2 = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_progress_bar=False,
+                    enable_model_summary=False, default_root_dir=tmp_path, enable_checkpointing=False)
+    tr2.fit(model, dm, ckpt_path=tmp_path / "ck" / "last.ckpt")
+    n = len(dm.members())
+    acc = PRVAccountant()
+    acc.history = [(1.1, 10 / n, 2 * (n // 10))]
+    assert model.epsilon() > one_epoch
+    assert model.epsilon() == pytest.approx(acc.get_epsilon(delta=1e-5), rel=1e-3)
+
+
+def test_zero_noise_means_no_privacy(tmp_path):
+    dm = SyntheticIdentityDataModule(n_identities=3, per_identity=20, image_size=16, batch_size=10)
+    model = SplitClassifier(width=8, dp=DPSGD(noise_multiplier=0.0))
+    _trainer(tmp_path, 1).fit(model, dm)
+    assert model.epsilon() == float("inf")
+
+
+def test_dp_from_a_dict_and_bad_keys():
+    assert SplitClassifier(num_classes=2, dp={"noise_multiplier": 1.0}).dp_config == DPSGD(noise_multiplier=1.0)
+    with pytest.raises(DPConfigError, match="valid keys"):
+        SplitClassifier(num_classes=2, dp={"noise": 1.0})

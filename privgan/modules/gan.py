@@ -1,0 +1,266 @@
+"""LightningModule: DCGAN-style face GAN with EMA generator, hinge / non-saturating loss and DP-SGD on D."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from privgan.defences.dp import DPSGD, DPConfigError, DPState, as_dpsgd, make_dp_compatible, make_private
+from privgan.models.gan import Discriminator, ExportedGenerator, Generator
+
+LossRows = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def _hinge_d(real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return F.relu(1.0 - real), F.relu(1.0 + fake)
+
+
+def _hinge_g(fake: torch.Tensor) -> torch.Tensor:
+    return -fake.mean()
+
+
+def _ns_d(real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return F.softplus(-real), F.softplus(fake)
+
+
+def _ns_g(fake: torch.Tensor) -> torch.Tensor:
+    return F.softplus(-fake).mean()
+
+
+#: Adversarial losses by name: (per-row discriminator losses on real / fake logits, generator loss).
+GAN_LOSSES: dict[str, tuple[LossRows, Callable[[torch.Tensor], torch.Tensor]]] = {
+    "hinge": (_hinge_d, _hinge_g),
+    "non_saturating": (_ns_d, _ns_g),
+}
+
+
+class GAN(L.LightningModule):
+    """Unconditional face GAN; ``sample(n, generator)`` draws from the EMA generator in [0, 1].
+
+    Manual optimisation: per batch one discriminator step on ``cat[real, fake]`` (the fake half
+    as large as the real, possibly Poisson-sampled and empty, batch) and one generator step.
+    With ``dp`` only the discriminator's optimizer is made private (Opacus DP-SGD): D is the only
+    network that sees real images, so G and its samples are private by post-processing. Under
+    DP each row of the D batch is one per-sample gradient (real rows are the records; fake rows
+    are data-independent given the past releases), and the generator step runs D with its
+    per-sample hooks off and its parameters frozen so no G-step gradient reaches D's update.
+    """
+
+    def __init__(
+        self,
+        *,
+        image_size: int = 32,
+        latent_dim: int = 128,
+        g_width: int = 64,
+        d_width: int = 64,
+        g_norm: str = "batch",
+        d_norm: str | None = None,
+        loss: str = "hinge",
+        lr_g: float = 2e-4,
+        lr_d: float = 2e-4,
+        betas: tuple[float, float] = (0.5, 0.999),
+        ema_decay: float = 0.999,
+        r1_gamma: float = 0.0,
+        augment_flip: bool = True,
+        dp: DPSGD | None = None,
+    ) -> None:
+        super().__init__()
+        dp = as_dpsgd(dp)  # a checkpoint's hyper-parameters store it as a plain dict
+        if loss not in GAN_LOSSES:
+            raise ValueError(f"model.loss must be one of {', '.join(GAN_LOSSES)}, got {loss!r}")
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
+        if r1_gamma < 0:
+            raise ValueError(f"r1_gamma must be >= 0, got {r1_gamma}")
+        if d_norm is None:
+            d_norm = "group" if dp is not None else "spectral"
+        if dp is not None and d_norm == "spectral":
+            raise DPConfigError(
+                "d_norm='spectral' cannot be trained with DP-SGD (Opacus refuses a trainable layer with buffers); "
+                "use d_norm='group' or 'none' with dp"
+            )
+        if dp is not None and r1_gamma > 0:
+            raise DPConfigError("r1_gamma > 0 needs a double backward through D, which Opacus's per-sample gradients do not support; set r1_gamma=0 with dp")
+        self.automatic_optimization = False
+        self.save_hyperparameters(ignore=["dp"])
+        # a plain dict, so checkpoints load with torch.load(weights_only=True)
+        self.hparams.dp = asdict(dp) if dp is not None else None
+        self.hparams.d_norm = d_norm
+        self.dp_config = dp
+        self.generator = Generator(image_size=image_size, latent_dim=latent_dim, width=g_width, norm=g_norm)
+        disc = Discriminator(image_size=image_size, width=d_width, norm=d_norm)
+        self.discriminator = make_dp_compatible(disc) if dp is not None else disc
+        self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
+        self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
+        self._dp: DPState | None = None
+
+    _restored_accountant: dict | None = None
+
+    # -- the SampleableGenerator protocol --------------------------------------------------------
+    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n x latent_dim standard normal codes, drawn on ``generator``'s device, returned on the module's."""
+        device = generator.device if generator is not None else self.device
+        return torch.randn(n, self.hparams.latent_dim, generator=generator, device=device).to(self.device)
+
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
+        """Images in [0, 1] from latent codes, through the EMA generator in eval mode."""
+        self.generator_ema.eval()
+        out = [((self.generator_ema(z[i : i + batch_size].to(self.device)) + 1) * 0.5).clamp(0, 1) for i in range(0, len(z), batch_size)]
+        return torch.cat(out) if out else torch.empty(0, 3, self.hparams.image_size, self.hparams.image_size, device=self.device)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n samples (N x 3 x H x W in [0, 1]) of the EMA generator; seeded by ``generator``."""
+        return self.generate(self.sample_latent(n, generator))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.generate(z)
+
+    @torch.no_grad()
+    def discriminator_scores(self, images: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
+        """D's logit per image in [0, 1] (eval mode, no grad): LOGAN's white-box membership score."""
+        d = self.discriminator
+        was = d.training
+        d.eval()
+        try:
+            out = [d(images[i : i + batch_size].to(self.device) * 2 - 1).float().cpu() for i in range(0, len(images), batch_size)]
+        finally:
+            d.train(was)
+        return torch.cat(out) if out else torch.empty(0)
+
+    def export_generator(self, path: str | Path) -> Path:
+        """TorchScript file of the EMA generator: z (N x latent_dim) -> images in [0, 1]."""
+        gen = copy.deepcopy(self.generator_ema).cpu().eval()
+        scripted = torch.jit.script(ExportedGenerator(gen))
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        scripted.save(str(p))
+        return p
+
+    # -- training ----------------------------------------------------------------------------------
+    def _d_forward_module(self) -> nn.Module:
+        return self._dp.grad_sample_module if self._dp is not None else self.discriminator
+
+    def _check_finite(self, loss: torch.Tensor, which: str, batch_idx: int) -> None:
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"{which} loss is {loss.item()} at global step {self.global_step} (epoch {self.current_epoch}, "
+                f"batch {batch_idx}, {which} step); lower lr_d / lr_g or use loss='hinge'"
+            )
+
+    def training_step(self, batch, batch_idx: int) -> None:
+        x = batch[0] if isinstance(batch, (list, tuple)) else batch
+        opt_g, opt_d = self.optimizers()
+        hp = self.hparams
+        d_rows, g_loss_fn = GAN_LOSSES[hp.loss]
+        n = x.shape[0]
+        real = x * 2 - 1
+        if hp.augment_flip and n:
+            flip = torch.rand(n, device=real.device) < 0.5
+            real = torch.where(flip.view(-1, 1, 1, 1), real.flip(-1), real)
+
+        # discriminator step: fake batch as large as the (Poisson) real batch, one forward
+        self.discriminator.requires_grad_(True)
+        opt_d.optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            fake = self.generator(self.sample_latent(n)) if n else real.new_zeros((0,) + real.shape[1:])
+        use_r1 = hp.r1_gamma > 0 and self._dp is None and n > 0
+        if use_r1:
+            real = real.detach().requires_grad_(True)
+        out = self._d_forward_module()(torch.cat([real, fake]))
+        if n == 0:  # empty Poisson batch: DP-SGD still steps (noise only) so the accountant stays exact
+            loss_d = out.sum() * 0.0
+        else:
+            l_real, l_fake = d_rows(out[:n], out[n:])
+            loss_d = torch.cat([l_real, l_fake]).mean() if self._dp is not None else l_real.mean() + l_fake.mean()
+            if use_r1:
+                (grad,) = torch.autograd.grad(out[:n].sum(), real, create_graph=True)
+                r1 = grad.pow(2).flatten(1).sum(1).mean()
+                loss_d = loss_d + 0.5 * hp.r1_gamma * r1
+                self.log("train/r1", r1.detach(), on_step=False, on_epoch=True, batch_size=n)
+        self._check_finite(loss_d, "discriminator", batch_idx)
+        self.manual_backward(loss_d)
+        opt_d.step()
+        if n == 0:
+            return None
+        self.log("train/loss_d", (l_real.mean() + l_fake.mean()).detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
+        self.log("train/d_real", out[:n].mean().detach(), on_step=False, on_epoch=True, batch_size=n)
+        self.log("train/d_fake", out[n:].mean().detach(), on_step=False, on_epoch=True, batch_size=n)
+
+        # generator step: D frozen, per-sample hooks off
+        self.discriminator.requires_grad_(False)
+        gsm = self._dp.grad_sample_module if self._dp is not None else None
+        if gsm is not None:
+            gsm.disable_hooks()
+        try:
+            opt_g.optimizer.zero_grad(set_to_none=True)
+            loss_g = g_loss_fn(self.discriminator(self.generator(self.sample_latent(n))))
+            self._check_finite(loss_g, "generator", batch_idx)
+            self.manual_backward(loss_g)
+            opt_g.step()
+        finally:
+            if gsm is not None:
+                gsm.enable_hooks()
+            self.discriminator.requires_grad_(True)
+        self._update_ema()
+        self.log("train/loss_g", loss_g.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
+        return None
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """EMA of G's weights (warm-up: decay min(ema_decay, (1+t)/(10+t))); buffers copied as they are."""
+        t = int(self.ema_updates)
+        decay = min(self.hparams.ema_decay, (1 + t) / (10 + t))
+        for pe, p in zip(self.generator_ema.parameters(), self.generator.parameters()):
+            pe.lerp_(p.detach(), 1.0 - decay)
+        for be, b in zip(self.generator_ema.buffers(), self.generator.buffers()):
+            be.copy_(b)
+        self.ema_updates += 1
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        opt_g = torch.optim.Adam(self.generator.parameters(), lr=hp.lr_g, betas=tuple(hp.betas))
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp.lr_d, betas=tuple(hp.betas))
+        if self.dp_config is None:
+            return [opt_g, opt_d]
+        dm = self.trainer.datamodule
+        if dm is None or not hasattr(dm, "poisson_sampling"):
+            raise DPConfigError(
+                "DP-SGD needs Poisson sampling: use a privgan DataModule, or give yours a `poisson_sampling` "
+                "flag whose train_dataloader then returns opacus.data_loader.DPDataLoader.from_data_loader(...)"
+            )
+        dm.poisson_sampling = False
+        plain = dm.train_dataloader()
+        self._dp = make_private(self.discriminator, opt_d, plain, self.dp_config, epochs=self.trainer.max_epochs)
+        dm.poisson_sampling = True
+        if self._restored_accountant is not None:
+            self._dp.engine.accountant.load_state_dict(self._restored_accountant)
+        self.hparams.dp_noise_multiplier = self._dp.noise_multiplier
+        return [opt_g, self._dp.optimizer]
+
+    def on_train_epoch_end(self) -> None:
+        if self._dp is not None:
+            self.log("dp/epsilon", self.epsilon())
+            self.log("dp/delta", self._dp.config.delta)
+            self.log("dp/noise_multiplier", self._dp.noise_multiplier)
+
+    def epsilon(self) -> float:
+        """ε spent so far by the discriminator's DP-SGD (inf when not private or the noise multiplier is 0)."""
+        return self._dp.epsilon() if self._dp is not None else math.inf
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self._dp is not None:
+            checkpoint["privgan_dp_accountant"] = self._dp.engine.accountant.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._restored_accountant = checkpoint.get("privgan_dp_accountant")
