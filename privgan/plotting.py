@@ -72,8 +72,10 @@ def plot_run_curve(points: list[dict[str, Any]], keys: Sequence[str], path: str 
     return _save(fig, path)
 
 
-def pareto_front(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of points not dominated when utility (x) is maximised and leakage (y) minimised."""
+def pareto_front(points: list[tuple[float, float]], *, higher_utility_is_better: bool = True) -> list[int]:
+    """Indices of points not dominated when utility (x) is at its best and leakage (y) minimised."""
+    if not higher_utility_is_better:
+        points = [(-x, y) for x, y in points]
     front = []
     for i, (x, y) in enumerate(points):
         dominated = any((x2 >= x and y2 <= y) and (x2 > x or y2 < y) for j, (x2, y2) in enumerate(points) if j != i)
@@ -99,7 +101,7 @@ def plot_frontier(runs: list[dict[str, Any]], keys: Sequence[str], path: str | P
             if leak_verdict(r, key) == "no leak found":
                 lab += " (no leak found)"
             ax.annotate(lab, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
-        front = pareto_front(pts)
+        front = pareto_front(pts, higher_utility_is_better=bool(rs[0].get("utility_higher_is_better", True)) if rs else True)
         ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "r--", lw=1, label="frontier")
         if key in CHANCE:
             ax.axhline(CHANCE[key], color="k", ls=":", lw=0.8, label="chance")

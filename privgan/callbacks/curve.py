@@ -27,7 +27,8 @@ class PrivacyUtilityCurve(L.Callback):
 
     A point is keyed by global step: attacks at the same step merge into one point, and a
     resumed run (the points live in the checkpoint) replaces rather than duplicates. Utility is
-    read from ``utility_key`` in the trainer's metrics; ε from the module's ``epsilon()`` (inf
+    read from ``utility_key`` in the trainer's metrics (``utility_higher_is_better`` defaults to
+    False for Fréchet distances, True otherwise; the frontier uses it); ε from the module's ``epsilon()`` (inf
     when training is not private). At the end of fit the curve goes to W&B as a table and a
     line plot, and ``timing.json`` records attack seconds against training seconds.
     """
@@ -37,10 +38,14 @@ class PrivacyUtilityCurve(L.Callback):
         *,
         utility_key: str = "utility/val_acc",
         privacy_keys: Sequence[str] = DEFAULT_PRIVACY_KEYS,
+        utility_higher_is_better: bool | None = None,
         out_dir: str | None = None,
         plot: bool = True,
     ) -> None:
         self.utility_key = utility_key
+        if utility_higher_is_better is None:  # distances (FD) are better when lower; accuracies when higher
+            utility_higher_is_better = "fd" not in utility_key.rsplit("/", 1)[-1]
+        self.utility_higher_is_better = utility_higher_is_better
         self.privacy_keys = tuple(privacy_keys)
         self.out_dir = out_dir
         self.plot = plot
@@ -63,6 +68,7 @@ class PrivacyUtilityCurve(L.Callback):
                 "epoch": int(trainer.current_epoch),
                 "utility": float(util) if util is not None else math.nan,
                 "utility_key": self.utility_key,
+                "utility_higher_is_better": self.utility_higher_is_better,
                 "epsilon": float(eps),
             }
         )

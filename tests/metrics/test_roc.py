@@ -61,3 +61,12 @@ def test_bad_input_errors():
         auc_score([1, 2, 3], [1, 0])
     with pytest.raises(ValueError, match="NaN"):
         auc_score([np.nan, 1], [1, 0])
+
+
+def test_pareto_front_both_directions():
+    from privgan.plotting import pareto_front
+
+    pts = [(0.9, 0.8), (0.7, 0.2), (0.6, 0.5), (0.95, 0.9)]
+    assert pareto_front(pts) == [1, 0, 3]  # (0.6, 0.5) is dominated by (0.7, 0.2)
+    # with a distance as utility (lower is better) the low-distance, low-leak point dominates
+    assert sorted(pareto_front(pts, higher_utility_is_better=False)) == [1, 2]
