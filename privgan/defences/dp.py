@@ -136,3 +136,32 @@ def make_private(
                 poisson_sampling=True,
             )
     return DPState(gsm, opt, engine, config, sample_rate=1.0 / len(data_loader))
+
+
+def make_private_in_trainer(
+    trainer: Any,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    config: DPSGD,
+    *,
+    accountant_state: dict | None = None,
+) -> DPState:
+    """``make_private`` from a LightningModule's configure_optimizers: Poisson-samples its datamodule.
+
+    The datamodule must have a ``poisson_sampling`` flag (privgan's do): the plain loader sets
+    the sample rate, then the flag makes ``train_dataloader`` return the DPDataLoader that the
+    accountant assumes. A restored accountant (from a checkpoint) continues the ε history.
+    """
+    dm = trainer.datamodule
+    if dm is None or not hasattr(dm, "poisson_sampling"):
+        raise DPConfigError(
+            "DP-SGD needs Poisson sampling: use a privgan DataModule, or give yours a `poisson_sampling` "
+            "flag whose train_dataloader then returns privgan.defences.dp.poisson_loader(...)"
+        )
+    dm.poisson_sampling = False
+    plain = dm.train_dataloader()
+    state = make_private(model, optimizer, plain, config, epochs=trainer.max_epochs)
+    dm.poisson_sampling = True
+    if accountant_state is not None:
+        state.engine.accountant.load_state_dict(accountant_state)
+    return state

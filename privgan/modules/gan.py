@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from privgan.defences.dp import DPSGD, DPConfigError, DPState, as_dpsgd, make_dp_compatible, make_private
+from privgan.defences.dp import DPSGD, DPConfigError, DPState, as_dpsgd, make_dp_compatible, make_private_in_trainer
 from privgan.models.gan import Discriminator, ExportedGenerator, Generator
 
 LossRows = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -232,18 +232,9 @@ class GAN(L.LightningModule):
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp.lr_d, betas=tuple(hp.betas))
         if self.dp_config is None:
             return [opt_g, opt_d]
-        dm = self.trainer.datamodule
-        if dm is None or not hasattr(dm, "poisson_sampling"):
-            raise DPConfigError(
-                "DP-SGD needs Poisson sampling: use a privgan DataModule, or give yours a `poisson_sampling` "
-                "flag whose train_dataloader then returns opacus.data_loader.DPDataLoader.from_data_loader(...)"
-            )
-        dm.poisson_sampling = False
-        plain = dm.train_dataloader()
-        self._dp = make_private(self.discriminator, opt_d, plain, self.dp_config, epochs=self.trainer.max_epochs)
-        dm.poisson_sampling = True
-        if self._restored_accountant is not None:
-            self._dp.engine.accountant.load_state_dict(self._restored_accountant)
+        self._dp = make_private_in_trainer(
+            self.trainer, self.discriminator, opt_d, self.dp_config, accountant_state=self._restored_accountant
+        )
         self.hparams.dp_noise_multiplier = self._dp.noise_multiplier
         return [opt_g, self._dp.optimizer]
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from privgan.defences.activation_noise import ActivationNoise
-from privgan.defences.dp import DPSGD, DPConfigError, DPState, as_dpsgd, make_dp_compatible, make_private
+from privgan.defences.dp import DPSGD, DPState, as_dpsgd, make_dp_compatible, make_private_in_trainer
 from privgan.models.split_resnet import SplitResNet
 
 
@@ -132,18 +132,9 @@ class SplitClassifier(L.LightningModule):
         opt = torch.optim.Adam(self.net.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
         if self.dp_config is None:
             return opt
-        dm = self.trainer.datamodule
-        if dm is None or not hasattr(dm, "poisson_sampling"):
-            raise DPConfigError(
-                "DP-SGD needs Poisson sampling: use a privgan DataModule, or give yours a `poisson_sampling` "
-                "flag whose train_dataloader then returns opacus.data_loader.DPDataLoader.from_data_loader(...)"
-            )
-        dm.poisson_sampling = False
-        plain = dm.train_dataloader()
-        self._dp = make_private(self.net, opt, plain, self.dp_config, epochs=self.trainer.max_epochs)
-        dm.poisson_sampling = True
-        if self._restored_accountant is not None:
-            self._dp.engine.accountant.load_state_dict(self._restored_accountant)
+        self._dp = make_private_in_trainer(
+            self.trainer, self.net, opt, self.dp_config, accountant_state=self._restored_accountant
+        )
         self.hparams.dp_noise_multiplier = self._dp.noise_multiplier
         return self._dp.optimizer
 
