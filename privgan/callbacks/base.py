@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ class AttackCallback(L.Callback):
         self.seconds_total = 0.0
         self.runs = 0
         self.last_metrics: dict[str, float] = {}
+        self.failures: list[dict[str, Any]] = []
 
     def attack(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
         """Run the attack once and return its metrics (keys under ``privacy/``)."""
@@ -56,7 +58,12 @@ class AttackCallback(L.Callback):
         except Exception as e:  # noqa: BLE001 - an attack must not kill a long training run
             if self.fail_on_error:
                 raise
-            rank_zero_warn(f"privgan {type(self).__name__} failed at epoch {trainer.current_epoch}: {e!r}; training goes on")
+            frame = traceback.extract_tb(e.__traceback__)[-1]
+            where = f"{frame.filename}:{frame.lineno}"
+            self.failures.append({"epoch": trainer.current_epoch, "error": repr(e), "where": where})
+            rank_zero_warn(
+                f"privgan {type(self).__name__} failed at epoch {trainer.current_epoch}: {e!r} (at {where}); training goes on"
+            )
             return {}
         finally:
             pl_module.train(was_training)
@@ -74,11 +81,12 @@ class AttackCallback(L.Callback):
         return metrics
 
     def state_dict(self) -> dict[str, Any]:
-        return {"seconds_total": self.seconds_total, "runs": self.runs}
+        return {"seconds_total": self.seconds_total, "runs": self.runs, "failures": self.failures}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.seconds_total = state_dict.get("seconds_total", 0.0)
         self.runs = state_dict.get("runs", 0)
+        self.failures = list(state_dict.get("failures", []))
 
 
 def run_dir(trainer: L.Trainer, out_dir: str | None = None) -> Path:

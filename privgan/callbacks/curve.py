@@ -108,6 +108,9 @@ class PrivacyUtilityCurve(L.Callback):
             "attack_runs": runs,
             "attack_share_of_fit": spent / total if total > 0 else math.nan,
             "train_seconds_without_attacks": total - spent,
+            "attack_failures": {
+                type(cb).__name__: cb.failures for cb in trainer.callbacks if isinstance(cb, AttackCallback) and cb.failures
+            },
         }
         write_json(run_dir(trainer, self.out_dir) / "timing.json", timing)
         key_x = "utility"

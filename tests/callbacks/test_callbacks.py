@@ -93,6 +93,7 @@ def test_failing_attack_warns_and_training_goes_on(tmp_path):
     with pytest.warns(UserWarning, match="InversionAttack failed"):
         tr.fit(PlainClassifier(), dm)
     assert tr.current_epoch == 2 and inv.runs == 0
+    assert len(inv.failures) == 2 and "inversion.py" in inv.failures[0]["where"]
 
 
 def test_failing_attack_can_stop_training(tmp_path):
