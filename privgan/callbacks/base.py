@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import traceback
 from pathlib import Path
@@ -53,8 +54,10 @@ class AttackCallback(L.Callback):
         """Attack immediately, log and publish; returns the metrics (empty on failure)."""
         was_training = pl_module.training
         t0 = time.perf_counter()
+        context = getattr(pl_module, "attack_context", contextlib.nullcontext)
         try:
-            metrics = self.attack(trainer, pl_module)
+            with context():
+                metrics = self.attack(trainer, pl_module)
         except Exception as e:  # noqa: BLE001 - an attack must not kill a long training run
             if self.fail_on_error:
                 raise

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -61,6 +62,24 @@ def poisson_loader(loader: DataLoader, *, enabled: bool = True, seed: int | None
 
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     return DPDataLoader.from_data_loader(loader, generator=gen)
+
+
+@contextlib.contextmanager
+def dp_hooks_paused(state: "DPState | None") -> Iterator[None]:
+    """Switch Opacus's per-sample-gradient hooks off while an attack runs gradients through the model.
+
+    Without this, an attack that backpropagates to the *input* (white-box inversion) through an
+    eval-mode GradSampleModule trips Opacus's backward hooks (which expect captured activations).
+    """
+    gsm = getattr(state, "grad_sample_module", None)
+    if gsm is None or not getattr(gsm, "hooks_enabled", False):
+        yield
+        return
+    gsm.disable_hooks()
+    try:
+        yield
+    finally:
+        gsm.enable_hooks()
 
 
 def make_dp_compatible(model: nn.Module) -> nn.Module:

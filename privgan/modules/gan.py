@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from privgan.defences.dp import DPSGD, DPConfigError, DPState, as_dpsgd, make_dp_compatible, make_private_in_trainer
+from privgan.defences.dp import DPSGD, DPConfigError, DPState, as_dpsgd, dp_hooks_paused, make_dp_compatible, make_private_in_trainer
 from privgan.models.gan import Discriminator, ExportedGenerator, Generator
 
 LossRows = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -243,6 +243,10 @@ class GAN(L.LightningModule):
             self.log("dp/epsilon", self.epsilon())
             self.log("dp/delta", self._dp.config.delta)
             self.log("dp/noise_multiplier", self._dp.noise_multiplier)
+
+    def attack_context(self):
+        """Context in which attack callbacks run: Opacus hooks paused (they expect training batches)."""
+        return dp_hooks_paused(self._dp)
 
     def epsilon(self) -> float:
         """ε spent so far by the discriminator's DP-SGD (inf when not private or the noise multiplier is 0)."""

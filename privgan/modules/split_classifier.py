@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from privgan.defences.activation_noise import ActivationNoise
-from privgan.defences.dp import DPSGD, DPState, as_dpsgd, make_dp_compatible, make_private_in_trainer
+from privgan.defences.dp import DPSGD, DPState, as_dpsgd, dp_hooks_paused, make_dp_compatible, make_private_in_trainer
 from privgan.models.split_resnet import SplitResNet
 
 
@@ -145,6 +145,10 @@ class SplitClassifier(L.LightningModule):
             self.log("dp/epsilon", self._dp.epsilon())
             self.log("dp/delta", self._dp.config.delta)
             self.log("dp/noise_multiplier", self._dp.noise_multiplier)
+
+    def attack_context(self):
+        """Context in which attack callbacks run: Opacus hooks paused (they expect training batches)."""
+        return dp_hooks_paused(self._dp)
 
     def epsilon(self) -> float:
         """ε spent so far (inf when training is not private)."""

@@ -126,3 +126,15 @@ def test_reid_threshold_from_eval_lfw_json(tmp_path):
         threshold_from(str(f), 1e-2)
     with pytest.raises(ValueError, match="missing.json"):
         threshold_from(str(tmp_path / "missing.json"), 1e-3)
+
+
+def test_inversion_runs_on_a_dp_model(tmp_path):
+    """White-box gradients through an Opacus GradSampleModule must not trip its hooks."""
+    from privgan.defences.dp import DPSGD
+
+    dm = SyntheticIdentityDataModule(n_identities=3, per_identity=20, aux_images=32, image_size=16, batch_size=8)
+    inv = _inversion(whitebox_steps=5, decoder_epochs=1, fail_on_error=True)
+    model = SplitClassifier(width=8, split_at="stage1", dp=DPSGD(noise_multiplier=1.0))
+    _trainer(tmp_path, [inv], epochs=1).fit(model, dm)
+    assert inv.runs == 1 and "privacy/inversion_whitebox_tv0_psnr_db" in inv.last_metrics
+    assert model._dp.grad_sample_module.hooks_enabled  # switched back on for training
