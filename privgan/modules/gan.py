@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
@@ -13,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from privgan.defences.dp import DPSGD, DPConfigError, DPState, as_dpsgd, dp_hooks_paused, make_dp_compatible, make_private_in_trainer
+from privgan.defences.dp import DPSGD, DPConfigError, DPState, as_dpsgd, make_dp_compatible, make_private_in_trainer
+from privgan.modules.dp_lifecycle import DPLifecycleMixin
 from privgan.models.gan import Discriminator, ExportedGenerator, Generator
 
 LossRows = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -42,7 +42,7 @@ GAN_LOSSES: dict[str, tuple[LossRows, Callable[[torch.Tensor], torch.Tensor]]] =
 }
 
 
-class GAN(L.LightningModule):
+class GAN(DPLifecycleMixin, L.LightningModule):
     """Unconditional face GAN; ``sample(n, generator)`` draws from the EMA generator in [0, 1].
 
     Manual optimisation: per batch one discriminator step on ``cat[real, fake]`` (the fake half
@@ -102,7 +102,6 @@ class GAN(L.LightningModule):
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
         self._dp: DPState | None = None
 
-    _restored_accountant: dict | None = None
 
     # -- the SampleableGenerator protocol --------------------------------------------------------
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -237,25 +236,3 @@ class GAN(L.LightningModule):
         )
         self.hparams.dp_noise_multiplier = self._dp.noise_multiplier
         return [opt_g, self._dp.optimizer]
-
-    def on_train_epoch_end(self) -> None:
-        if self._dp is not None:
-            self.log("dp/epsilon", self.epsilon())
-            self.log("dp/delta", self._dp.config.delta)
-            self.log("dp/noise_multiplier", self._dp.noise_multiplier)
-
-    def attack_context(self):
-        """Context in which attack callbacks run: Opacus hooks paused (they expect training batches)."""
-        return dp_hooks_paused(self._dp)
-
-    def epsilon(self) -> float:
-        """ε spent so far by the discriminator's DP-SGD (inf when not private or the noise multiplier is 0)."""
-        return self._dp.epsilon() if self._dp is not None else math.inf
-
-    # -- checkpoints -------------------------------------------------------------------------------
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        if self._dp is not None:
-            checkpoint["privgan_dp_accountant"] = self._dp.engine.accountant.state_dict()
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self._restored_accountant = checkpoint.get("privgan_dp_accountant")

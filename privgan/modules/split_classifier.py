@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict
 
 import lightning as L
@@ -11,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from privgan.defences.activation_noise import ActivationNoise
-from privgan.defences.dp import DPSGD, DPState, as_dpsgd, dp_hooks_paused, make_dp_compatible, make_private_in_trainer
+from privgan.defences.dp import DPSGD, DPState, as_dpsgd, make_dp_compatible, make_private_in_trainer
+from privgan.modules.dp_lifecycle import DPLifecycleMixin
 from privgan.models.split_resnet import SplitResNet
 
 
@@ -27,7 +27,7 @@ class DefendedSplitNetwork(nn.Module):
         return self.backbone.server(self.defence(self.backbone.client(x)))
 
 
-class SplitClassifier(L.LightningModule):
+class SplitClassifier(DPLifecycleMixin, L.LightningModule):
     """Split identity classifier; exposes ``client``, ``transmit`` and ``server`` for attacks.
 
     ``client(x)`` is what the device computes (including clipping), ``transmit(z)`` adds the
@@ -138,28 +138,8 @@ class SplitClassifier(L.LightningModule):
         self.hparams.dp_noise_multiplier = self._dp.noise_multiplier
         return self._dp.optimizer
 
-    _restored_accountant: dict | None = None
-
-    def on_train_epoch_end(self) -> None:
-        if self._dp is not None:
-            self.log("dp/epsilon", self._dp.epsilon())
-            self.log("dp/delta", self._dp.config.delta)
-            self.log("dp/noise_multiplier", self._dp.noise_multiplier)
-
-    def attack_context(self):
-        """Context in which attack callbacks run: Opacus hooks paused (they expect training batches)."""
-        return dp_hooks_paused(self._dp)
-
-    def epsilon(self) -> float:
-        """ε spent so far (inf when training is not private)."""
-        return self._dp.epsilon() if self._dp is not None else math.inf
-
-    # -- checkpoints -------------------------------------------------------------------------------
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        if self._dp is not None:
-            checkpoint["privgan_dp_accountant"] = self._dp.engine.accountant.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
         if self.net is None:
             self._build(int(checkpoint["hyper_parameters"]["num_classes"]))
-        self._restored_accountant = checkpoint.get("privgan_dp_accountant")
