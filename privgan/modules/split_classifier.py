@@ -138,7 +138,6 @@ class SplitClassifier(DPLifecycleMixin, L.LightningModule):
         self.hparams.dp_noise_multiplier = self._dp.noise_multiplier
         return self._dp.optimizer
 
-
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
         if self.net is None:
