@@ -22,15 +22,6 @@ needs_lfw = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """MTCNN's small convolutions run fastest on one thread, and far slower when a shared CPU is oversubscribed."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def lfw_image(name: str, n: int = 1) -> Path:
     return LFW_IMAGES / name / f"{name}_{n:04d}.jpg"
 

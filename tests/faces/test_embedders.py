@@ -24,15 +24,6 @@ needs_lfw = pytest.mark.skipif(
 IDENTITIES = ("George_W_Bush", "Colin_Powell", "Tony_Blair", "Donald_Rumsfeld", "Gerhard_Schroeder")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """MTCNN's small convolutions run fastest on one thread, and far slower when a shared CPU is oversubscribed."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _kwargs(name: str) -> dict:
     if name == "onnx":
         if not MOBILEFACENET.is_file():

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from privgan.faces.embedders import build_embedder
 from privgan.faces.lfw import (
@@ -27,15 +26,6 @@ needs_lfw = pytest.mark.skipif(
     reason=f"LFW (images_deepfunneled/, pairs.txt) not found at {LFW} "
     "(set PRIVGAN_DATA to the folder holding datasets/)",
 )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """MTCNN's small convolutions run fastest on one thread, and far slower when a shared CPU is oversubscribed."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
