@@ -76,7 +76,14 @@ def cmd_data(argv: list[str]) -> int:
     return fetch_main(argv)
 
 
+def cmd_release_check(argv: list[str]) -> int:
+    from privgan.release_check import main as release_main
+
+    return release_main(argv)
+
+
 SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "release-check": cmd_release_check,
     "sweep": cmd_sweep,
     "curve": cmd_curve,
     "faces": cmd_faces,
@@ -92,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("-h", "--help"):
         print("privgan: fit | validate | test (LightningCLI, e.g. privgan fit --config recipes/split_lfw.yaml)")
         print("         sweep --config X.yaml --grid KEY=V1,V2 ... | curve RUN_DIR ... | faces eval-lfw | data fetch lfw")
+        print("         release-check --checkpoint G --references TRAIN_IDS [--n 10000 --far 1e-3]  (exit 1 if any sample is blocked)")
     run_lightning(argv)
     return 0
 

@@ -252,3 +252,11 @@ def top_matches(
             )
         )
     return out
+
+
+def share_matching(sample_emb: torch.Tensor, ref_emb: torch.Tensor, threshold: float) -> float:
+    """Share of samples whose closest reference photo is above a verification threshold (a face "re-identifies")."""
+    if len(sample_emb) == 0 or len(ref_emb) == 0:
+        return float("nan")
+    best = (sample_emb.float() @ ref_emb.float().T).max(1).values
+    return float((best >= threshold).float().mean())

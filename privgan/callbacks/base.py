@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 import traceback
 from pathlib import Path
@@ -99,13 +100,23 @@ def run_dir(trainer: L.Trainer, out_dir: str | None = None) -> Path:
     return p
 
 
-def datamodule_of(trainer: L.Trainer, needs: tuple[str, ...]) -> Any:
-    """The trainer's datamodule, checked to offer the methods an attack needs."""
-    dm = trainer.datamodule
+def datamodule_of(trainer: L.Trainer, needs: tuple[str, ...], references: Any = None) -> Any:
+    """Where an attack reads its data: ``references`` (a ReferenceFolder or anything with the methods) or the trainer's datamodule."""
+    dm = references if references is not None else trainer.datamodule
     missing = [n for n in needs if not hasattr(dm, n)]
     if dm is None or missing:
         raise TypeError(
             f"this attack needs a datamodule with {', '.join(needs)} (privgan.data.FaceIdentityDataModule "
-            f"has them); got {type(dm).__name__} missing {', '.join(missing) or 'everything'}"
+            f"has them), or references= a folder (privgan.data.ReferenceFolder); got {type(dm).__name__} "
+            f"missing {', '.join(missing) or 'everything'}"
         )
     return dm
+
+
+def as_references(references: Any, image_size: int) -> Any:
+    """A path becomes a :class:`~privgan.data.reference_folder.ReferenceFolder`; objects and None pass through."""
+    if isinstance(references, (str, os.PathLike)):
+        from privgan.data.reference_folder import ReferenceFolder
+
+        return ReferenceFolder(references, image_size=image_size)
+    return references

@@ -70,6 +70,7 @@ class PrivacyUtilityCurve(L.Callback):
                 "utility_key": self.utility_key,
                 "utility_higher_is_better": self.utility_higher_is_better,
                 "epsilon": float(eps),
+                "fit_seconds": self._elapsed_before + (time.perf_counter() - self._t0 if self._t0 else 0.0),
             }
         )
         point.update({k: float(v) for k, v in metrics.items()})

@@ -6,17 +6,15 @@ from typing import Any, Callable
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 
-from privgan.attacks.identity_match import IDENTITY_SCORES, IdentityMatchScores, identity_match_all, top_matches
-from privgan.attacks.reidentification import embed_batched
-from privgan.callbacks.base import AttackCallback, datamodule_of, run_dir
+from privgan.attacks.identity_match import IDENTITY_SCORES, IdentityMatchScores, identity_match_all, share_matching, top_matches
+from privgan.attacks.reidentification import embed_batched, impostor_threshold
+from privgan.callbacks.base import AttackCallback, as_references, datamodule_of, run_dir
 from privgan.logging.local_files import image_grid, write_csv, write_json
 from privgan.logging.wandb_helpers import log_image
 from privgan.metrics.frechet import frechet_distance
-from privgan.protocols import SampleableGenerator
-
-#: ``sample_fn(pl_module, n, generator) -> N x 3 x H x W in [0, 1]`` for modules without ``sample``.
-SampleFn = Callable[[L.LightningModule, int, torch.Generator], torch.Tensor]
+from privgan.callbacks.adapters import SampleFn, resolve_sampler
 
 
 @torch.no_grad()
@@ -25,24 +23,18 @@ def draw_samples(
     n: int,
     *,
     sample_fn: SampleFn | None = None,
+    generator_attr: str | None = None,
+    latent_dim: int | None = None,
+    output_range: str = "tanh",
     seed: int = 0,
     batch_size: int = 256,
     who: str = "this attack",
 ) -> torch.Tensor:
-    """``n`` generated images on CPU from ``sample_fn`` or the module's ``sample(n, generator)``, seeded.
+    """``n`` generated images on CPU from ``sample_fn``, ``module.<generator_attr>`` or ``module.sample``, seeded.
 
     The same seed every time, so the same latent points are followed through training.
     """
-    if sample_fn is not None:
-        def fn(k: int, g: torch.Generator) -> torch.Tensor:
-            return sample_fn(pl_module, k, g)
-    elif isinstance(pl_module, SampleableGenerator):
-        fn = pl_module.sample
-    else:
-        raise TypeError(
-            f"{type(pl_module).__name__} has no sample(n, generator) and no sample_fn was given: {who} needs "
-            "generated faces (pass sample_fn=lambda module, n, generator: ... returning N x 3 x H x W in [0, 1])"
-        )
+    fn = resolve_sampler(pl_module, sample_fn, generator_attr, latent_dim, output_range, who)
     device = getattr(pl_module, "device", torch.device("cpu"))
     g = torch.Generator(device=device).manual_seed(seed)
     out = []
@@ -67,7 +59,14 @@ class IdentityMatchAttack(AttackCallback):
     best matches next to the matched identity's closest reference photos to
     ``identity/epoch_NNN_gallery.png`` (sent to the logger only with ``log_gallery``: real
     faces). ``utility/fd_face`` is the Fréchet distance between sample and held-out real face
-    embeddings (``fd=False`` to skip). Modules privgan did not write can pass ``sample_fn``.
+    embeddings (``fd=False`` to skip). Modules privgan did not write pass ``generator_attr`` (and
+    ``latent_dim`` / ``output_range``) or ``sample_fn``, and ``references`` (a folder, see
+    :class:`privgan.data.ReferenceFolder`) when their datamodule has no reference photos.
+    ``privacy/identity_samples_matching_members`` is the share of samples whose closest member
+    reference passes a verification threshold at ``verify_far`` (calibrated on impostor pairs of
+    the reference photos unless ``verify_threshold`` is given), next to the same share for
+    non-member references: when the AUC finds nothing, these say whether any sample looks like
+    anyone at all.
     """
 
     name = "identity"
@@ -85,6 +84,10 @@ class IdentityMatchAttack(AttackCallback):
         embedder: str = "sface",
         embedder_kwargs: dict[str, Any] | None = None,
         sample_fn: SampleFn | None = None,
+        generator_attr: str | None = None,
+        latent_dim: int | None = None,
+        output_range: str = "tanh",
+        references: Any = None,
         sample_batch_size: int = 256,
         fd: bool = True,
         n_gallery: int = 8,
@@ -92,9 +95,16 @@ class IdentityMatchAttack(AttackCallback):
         n_boot: int = 500,
         seed: int = 0,
         out_dir: str | None = None,
+        verify_far: float = 1e-3,
+        verify_threshold: float | None = None,
         fail_on_error: bool = False,
     ) -> None:
         super().__init__(every_n_epochs=every_n_epochs, fail_on_error=fail_on_error)
+        if not 0 < verify_far < 1:
+            raise ValueError(f"verify_far must be in (0, 1), got {verify_far}")
+        self.verify_far, self.verify_threshold = verify_far, verify_threshold
+        self.generator_attr, self.latent_dim, self.output_range = generator_attr, latent_dim, output_range
+        self.references = as_references(references, image_size=112)
         if score not in IDENTITY_SCORES:
             raise ValueError(f"score must be one of {', '.join(IDENTITY_SCORES)}, got {score!r}")
         if n_samples < 2:
@@ -128,11 +138,20 @@ class IdentityMatchAttack(AttackCallback):
                 "train_counts": counts,
                 "overrepresented": over,
             }
+            if self.verify_threshold is None:
+                emb = torch.cat([self._refs["member"][2], self._refs["nonmember"][2]])
+                labels = torch.cat([my, ny + int(my.max()) + 1])
+                try:
+                    self.verify_threshold = impostor_threshold(emb, labels, far=self.verify_far)
+                except ValueError as e:  # too few reference photos for this FAR: report NaN shares
+                    rank_zero_warn(f"IdentityMatchAttack: no verification threshold ({e}); pass verify_threshold")
+                    self.verify_threshold = float("nan")
 
     def attack(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
-        dm = datamodule_of(trainer, ("member_references", "nonmember_references"))
+        dm = datamodule_of(trainer, ("member_references", "nonmember_references"), self.references)
         pl_module.eval()
-        samples = draw_samples(pl_module, self.n_samples, sample_fn=self.sample_fn, seed=self.seed,
+        samples = draw_samples(pl_module, self.n_samples, sample_fn=self.sample_fn, generator_attr=self.generator_attr,
+                               latent_dim=self.latent_dim, output_range=self.output_range, seed=self.seed,
                                batch_size=self.sample_batch_size, who="IdentityMatchAttack")
         self._prepare(dm)
         emb = embed_batched(self._embedder, samples)
@@ -149,6 +168,9 @@ class IdentityMatchAttack(AttackCallback):
         for key in [k for k in metrics if k.startswith(head)]:
             metrics["privacy/identity_" + key[len(head):]] = metrics[key]
         metrics.update(self._subgroups(results[self.score]))
+        metrics["privacy/identity_verify_threshold"] = float(self.verify_threshold)
+        metrics["privacy/identity_samples_matching_members"] = share_matching(emb, m_emb, self.verify_threshold)
+        metrics["privacy/identity_samples_matching_nonmembers"] = share_matching(emb, n_emb, self.verify_threshold)
         if self.fd and hasattr(dm, "heldout_images"):
             metrics.update(self._fd(trainer, dm, emb))
         self._save(trainer, results, samples, emb, metrics)
@@ -205,8 +227,12 @@ class IdentityMatchAttack(AttackCallback):
             names = list(first.names)
             matches = top_matches(emb, torch.cat([m_emb, n_emb]), labels, names=names, n=self.n_gallery, reduce=self.reduce)
             grid, captions = [], []
+            size = samples.shape[-2:]
             for t in matches:
-                grid.append(torch.cat([samples[t.sample_index : t.sample_index + 1], ref_x[list(t.reference_indices)]]))
+                refs = ref_x[list(t.reference_indices)]
+                if refs.shape[-2:] != size:  # reference photos may come at another resolution (a folder)
+                    refs = torch.nn.functional.interpolate(refs.float(), size=tuple(size), mode="bilinear", antialias=True)
+                grid.append(torch.cat([samples[t.sample_index : t.sample_index + 1], refs.clamp(0, 1)]))
                 kind = "member" if t.identity < n_members else "non-member"
                 captions.append(f"{t.name} ({kind}) sim {t.similarity:.2f}; closest refs "
                                 + ", ".join(f"{s:.2f}" for s in t.reference_similarities))

@@ -10,7 +10,8 @@ import lightning as L
 import torch
 
 from privgan.attacks.reidentification import embed_batched, identify, impostor_threshold
-from privgan.callbacks.base import AttackCallback, datamodule_of, run_dir
+from privgan.callbacks.adapters import resolve_client
+from privgan.callbacks.base import AttackCallback, as_references, datamodule_of, run_dir
 from privgan.logging.local_files import image_grid, write_json
 from privgan.logging.wandb_helpers import log_image
 
@@ -27,6 +28,11 @@ class InversionAttack(AttackCallback):
     ``lfw_<embedder>.json`` that ``privgan faces eval-lfw`` wrote). The strongest attack
     per metric is reported as ``privacy/inversion_<metric>``; the re-id rate of the original
     photos is the ceiling (``privacy/inversion_reid_rate_originals``).
+
+    Split models privgan did not write give ``split_layer``, the name of the sub-module whose
+    output is transmitted (read with a forward hook), instead of a ``client(x)`` method, and
+    ``references`` (a folder with ``members/``, ``heldout/`` and ``auxiliary/``, photos resized
+    to ``image_size``) when their datamodule lacks them.
     """
 
     name = "inversion"
@@ -53,9 +59,13 @@ class InversionAttack(AttackCallback):
         n_gallery: int = 8,
         seed: int = 0,
         out_dir: str | None = None,
+        split_layer: str | None = None,
+        references: Any = None,
+        image_size: int = 64,
         fail_on_error: bool = False,
     ) -> None:
         super().__init__(every_n_epochs=every_n_epochs, fail_on_error=fail_on_error)
+        self.split_layer, self.references, self.image_size = split_layer, references, image_size
         if not (whitebox or decoder):
             raise ValueError("InversionAttack needs whitebox=True or decoder=True")
         self.n_targets, self.whitebox, self.whitebox_steps, self.whitebox_lr = n_targets, whitebox, whitebox_steps, whitebox_lr
@@ -100,10 +110,9 @@ class InversionAttack(AttackCallback):
     def attack(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
         from privgan.attacks.inversion import DecoderInversion, whitebox_invert
 
-        for needed in ("client",):
-            if not hasattr(pl_module, needed):
-                raise TypeError(f"{type(pl_module).__name__} has no client(x): InversionAttack needs a split model")
-        dm = datamodule_of(trainer, ("nonmembers", "members", "auxiliary"))
+        client = resolve_client(pl_module, self.split_layer, "InversionAttack")
+        self.references = as_references(self.references, image_size=self.image_size)
+        dm = datamodule_of(trainer, ("nonmembers", "members", "auxiliary"), self.references)
         self._prepare(dm)
         pl_module.eval()
         device = pl_module.device
@@ -112,13 +121,13 @@ class InversionAttack(AttackCallback):
         transmit = getattr(pl_module, "transmit", lambda z: z)
         g = torch.Generator(device=device).manual_seed(self.seed + trainer.current_epoch)
         with torch.no_grad():
-            z = pl_module.client(x)
+            z = client(x)
             observed = _noised(pl_module, z, g) if hasattr(pl_module, "transmit") else z
         recons = []
         if self.whitebox:
             for tv in self.tv_weights:
                 r = whitebox_invert(
-                    pl_module.client, observed, image_shape=tuple(x.shape[1:]), steps=self.whitebox_steps,
+                    client, observed, image_shape=tuple(x.shape[1:]), steps=self.whitebox_steps,
                     lr=self.whitebox_lr, tv_weight=tv, restarts=self.restarts, originals=x,
                     generator=torch.Generator(device=device).manual_seed(self.seed),
                 )
@@ -128,7 +137,7 @@ class InversionAttack(AttackCallback):
             dec = DecoderInversion(
                 feature_shape=tuple(observed.shape[1:]), image_shape=tuple(x.shape[1:]),
                 width=self.decoder_width, epochs=self.decoder_epochs, seed=self.seed,
-            ).fit(pl_module.client, aux, transmit=lambda f: transmit(f))
+            ).fit(client, aux, transmit=lambda f: transmit(f))
             recons.append(("decoder", dec.reconstruct(observed, originals=x)))
         metrics: dict[str, float] = {}
         emb_g, lab_g = self._gallery

@@ -18,7 +18,7 @@ from privgan.attacks.membership import (
     offline_lira,
     predict_logits,
 )
-from privgan.callbacks.base import AttackCallback, datamodule_of, run_dir
+from privgan.callbacks.base import AttackCallback, as_references, datamodule_of, run_dir
 from privgan.logging.local_files import write_csv
 from privgan.metrics.roc import roc_curve
 
@@ -30,7 +30,9 @@ class MembershipAttack(AttackCallback):
     reference models trained alongside the target (one epoch per target epoch) on seeded
     halves of the candidate pool. Members are subsampled to as many as there are non-members.
     Raw scores and labels are saved beside the metrics (``membership/epoch_NNN.csv``) with a
-    ROC plot on linear and log axes.
+    ROC plot on linear and log axes. A model privgan did not write is attacked through its own
+    forward (logits); give ``references`` (a folder with ``members/`` and ``heldout/``, photos
+    resized to ``image_size``) when its datamodule has no ``members()`` / ``nonmembers()``.
     """
 
     name = "membership"
@@ -45,9 +47,12 @@ class MembershipAttack(AttackCallback):
         seed: int = 0,
         out_dir: str | None = None,
         reference_factory: Callable[[], nn.Module] | None = None,
+        references: Any = None,
+        image_size: int = 64,
         fail_on_error: bool = False,
     ) -> None:
         super().__init__(every_n_epochs=every_n_epochs, fail_on_error=fail_on_error)
+        self.references = as_references(references, image_size=image_size)
         self.reference_models = reference_models
         self.n_boot = n_boot
         self.save_scores = save_scores
@@ -60,7 +65,7 @@ class MembershipAttack(AttackCallback):
 
     # -- candidates -------------------------------------------------------------------------------
     def _candidates(self, trainer: L.Trainer) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        dm = datamodule_of(trainer, ("members", "nonmembers"))
+        dm = datamodule_of(trainer, ("members", "nonmembers"), self.references)
         mem, non = dm.members(), dm.nonmembers()
         n = min(len(mem), len(non))
         g = torch.Generator().manual_seed(self.seed)

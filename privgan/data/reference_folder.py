@@ -1,0 +1,184 @@
+"""Reference data for attacks on models privgan did not train: a folder instead of a privgan DataModule.
+
+Layout (each part optional; an attack that needs a missing part says which folder to add)::
+
+    root/members/<identity>/*.jpg      photos the model trained on (labels: identity order)
+    root/heldout/<identity>/*.jpg      photos of the same identities the model never saw
+    root/nonmembers/<identity>/*.jpg   photos of identities outside the training set
+    root/auxiliary/<identity>/*.jpg    the attacker's own faces, disjoint from all of the above
+
+Photos are aligned with MTCNN (disk-cached) unless ``align=False`` (already aligned crops),
+then resized to ``image_size``. It offers the methods privgan's DataModules offer to attacks:
+``members()`` / ``nonmembers()`` / ``auxiliary()`` for split models (``nonmembers`` = the
+held-out photos), and ``train_images()`` / ``member_references()`` / ``nonmember_references()``
+/ ``heldout_images()`` for GANs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from privgan.data.face_datamodule import LabeledImages
+from privgan.data.identity_folders import scan_identity_folders
+
+PARTS = ("members", "heldout", "nonmembers", "auxiliary")
+
+
+class ReferenceFolder:
+    """Members, held-out, non-member and auxiliary photos read from ``root/<part>/<identity>/``."""
+
+    def __init__(self, root: str | os.PathLike, *, image_size: int = 64, align: bool = True,
+                 classes: list[str] | None = None, cache_dir: str | None = None) -> None:
+        self.root = Path(root).expanduser()
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"reference folder {str(self.root)!r} does not exist")
+        present = [p for p in PARTS if (self.root / p).is_dir()]
+        if not present:
+            raise ValueError(f"{str(self.root)!r} has none of the sub-folders {', '.join(PARTS)} (see privgan.data.reference_folder)")
+        self.image_size, self.align, self.cache_dir = image_size, align, cache_dir
+        self.classes = list(classes) if classes is not None else None
+        self.skipped: dict[str, list[str]] = {}
+        self._parts: dict[str, LabeledImages] = {}
+        self._names: dict[str, list[str]] = {}
+
+    # -- loading ---------------------------------------------------------------------------------
+    def _member_order(self) -> list[str]:
+        """Member label order shared by members/ and heldout/: ``classes``, else the sorted union of both."""
+        if self.classes is not None:
+            return self.classes
+        names: set[str] = set()
+        for part in ("members", "heldout"):
+            if (self.root / part).is_dir():
+                names |= set(scan_identity_folders(self.root / part))
+        return sorted(names)
+
+    def _load(self, part: str, who: str) -> LabeledImages:
+        if part in self._parts:
+            return self._parts[part]
+        folder = self.root / part
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{who} needs {str(folder)!r} (<identity>/<photo> folders); it does not exist")
+        folders = scan_identity_folders(folder)
+        order = self._member_order() if part in ("members", "heldout") else list(folders)
+        unknown = sorted(set(folders) - set(order))
+        if unknown:
+            raise ValueError(f"{str(folder)!r}: identities not in classes: {', '.join(unknown[:5])}")
+        imgs, labels = [], []
+        for k, name in enumerate(order):
+            if name in folders:
+                x = self._read(folders[name])
+                imgs.append(x)
+                labels += [k] * len(x)
+        images = torch.cat(imgs) if imgs else torch.empty(0, 3, self.image_size, self.image_size)
+        if len(images) == 0:
+            raise ValueError(f"{str(folder)!r}: no usable faces ({self._skip_summary()})")
+        self._parts[part] = LabeledImages(images, torch.tensor(labels, dtype=torch.long))
+        self._names[part] = order
+        return self._parts[part]
+
+    def _read(self, files: list[Path]) -> torch.Tensor:
+        if self.align:
+            from privgan.faces.cache import align_files
+
+            res = align_files(files, cache_dir=Path(self.cache_dir) if self.cache_dir else None)
+            for k, v in res.skipped.items():
+                self.skipped.setdefault(k, []).extend(v)
+            x = res.images.float() / 255 if len(res.images) else torch.empty(0, 3, 112, 112)
+        else:
+            crops = []
+            for f in files:
+                try:
+                    with Image.open(f) as im:
+                        crops.append(torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1))
+                except (OSError, UnidentifiedImageError) as e:
+                    self.skipped.setdefault("unreadable", []).append(f"{f}: {e}")
+                    continue
+            x = torch.stack([self._resize(c[None])[0] for c in crops]) if crops else torch.empty(0, 3, 1, 1)
+        if len(x) == 0:
+            return torch.empty(0, 3, self.image_size, self.image_size)
+        return self._resize(x)
+
+    def _resize(self, x: torch.Tensor) -> torch.Tensor:
+        """To ``image_size`` (antialiased); images already that size are left untouched."""
+        if tuple(x.shape[-2:]) == (self.image_size, self.image_size):
+            return x.clamp(0, 1)
+        return F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+
+    def _skip_summary(self) -> str:
+        return ", ".join(f"{k}: {len(v)}" for k, v in self.skipped.items() if v) or "no files skipped"
+
+    # -- split models ----------------------------------------------------------------------------
+    def members(self) -> LabeledImages:
+        """Training photos with identity labels."""
+        return self._load("members", "this attack")
+
+    def nonmembers(self) -> LabeledImages:
+        """Held-out photos of the training identities, labelled as the members are."""
+        return self._load("heldout", "this attack")
+
+    def auxiliary(self) -> torch.Tensor:
+        """The attacker's own faces, disjoint from the model's identities."""
+        return self._load("auxiliary", "a learned attack (decoder, threshold calibration)").images
+
+    def auxiliary_labels(self) -> torch.Tensor:
+        """Identity index of each auxiliary photo."""
+        return self._load("auxiliary", "a learned attack").labels
+
+    # -- GANs ------------------------------------------------------------------------------------
+    def train_images(self) -> torch.Tensor:
+        """The generator's training photos (for LOGAN and GAN-Leaks)."""
+        return self._load("members", "GAN membership (LOGAN, GAN-Leaks)").images
+
+    def member_train_labels(self) -> torch.Tensor:
+        """Member label of each training photo."""
+        return self._load("members", "GAN membership").labels
+
+    def member_train_counts(self) -> torch.Tensor:
+        """Training photos per member identity (label order; zeros without members/)."""
+        n = len(self._member_order())
+        if not (self.root / "members").is_dir():
+            return torch.zeros(n, dtype=torch.long)
+        return torch.bincount(self.member_train_labels(), minlength=n)
+
+    def member_references(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Photos of training identities the generator never saw, with member labels."""
+        h = self._load("heldout", "the identity-match attack")
+        return h.images, h.labels
+
+    def nonmember_references(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Photos of identities outside the training set, with non-member labels."""
+        n = self._load("nonmembers", "the identity-match attack (the null population)")
+        return n.images, n.labels
+
+    def nonmember_images(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Same as ``nonmember_references`` (a folder has no separate pool)."""
+        return self.nonmember_references()
+
+    def heldout_images(self) -> torch.Tensor:
+        """Real faces the model never saw (held-out and non-member photos), for Fréchet distance."""
+        parts = [self._load(p, "Fréchet distance").images for p in ("heldout", "nonmembers") if (self.root / p).is_dir()]
+        if not parts:
+            raise FileNotFoundError(f"Fréchet distance needs {str(self.root / 'heldout')!r} or {str(self.root / 'nonmembers')!r}")
+        return torch.cat(parts)
+
+    @property
+    def member_identities(self) -> list[str]:
+        """Member identity names in label order."""
+        return list(self._member_order())
+
+    @property
+    def nonmember_identities(self) -> list[str]:
+        """Non-member identity names in label order."""
+        self.nonmember_references()
+        return list(self._names["nonmembers"])
+
+    @property
+    def overrepresented_identities(self) -> list[str]:
+        """A folder marks none."""
+        return []
