@@ -187,7 +187,7 @@ def planted(a: argparse.Namespace) -> None:
     mx, my = dm.member_references()
     nx, ny = dm.nonmember_references()
     m_emb, n_emb = embed_batched(emb, mx), embed_batched(emb, nx)
-    train, labels = dm.train_images(), dm.member_train_labels()
+    train = dm.train_images()
     result: dict = {"n_member_identities": len(dm.member_identities), "n_nonmember_identities": len(dm.nonmember_identities),
                     "n_train_images": len(train)}
 

@@ -6,7 +6,33 @@ import argparse
 import sys
 from typing import Callable
 
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages a run's numbers depend on (recorded in every run's config)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("privgan", "torch", "torchvision", "lightning", "opacus", "wandb", "opencv-python-headless", "facenet-pytorch"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+class RecipeAsRunConfig(SaveConfigCallback):
+    """Saves config.yaml in the run folder and gives the whole recipe, the seed and versions to every logger (W&B run config)."""
+
+    def save_config(self, trainer, pl_module, stage: str) -> None:
+        import yaml
+
+        from privgan.logging.wandb_helpers import log_run_config
+
+        recipe = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+        recipe.pop("config", None)  # the file names the recipe was read from
+        log_run_config(trainer, {"recipe": recipe, "seed": recipe.get("seed_everything"), "versions": versions()})
 
 
 class PrivganCLI(LightningCLI):
@@ -37,6 +63,7 @@ def run_lightning(args: list[str]) -> None:
         subclass_mode_model=True,
         subclass_mode_data=True,
         args=None if args == sys.argv[1:] else args,
+        save_config_callback=RecipeAsRunConfig,
         save_config_kwargs={"overwrite": True},
     )
 

@@ -20,7 +20,6 @@ Planted faces never reach ``allowed/`` and do not set the exit code.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import random

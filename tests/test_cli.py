@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.wandb_records import run_contents
+
 ROOT = Path(__file__).resolve().parents[1]
+NAMESPACES = ("privacy/", "utility/", "dp/", "train/", "val/", "test/", "curve/", "trainer/", "_")
 RECIPE = ROOT / "recipes" / "split_lfw.yaml"
 
 pytestmark = pytest.mark.lfw
@@ -61,9 +64,17 @@ def test_fit_tiny_recipe_then_resume(tmp_path, small_face_tree):
     # a real W&B run, offline, in the run folder, with the scalars and the curve table in it
     wb = list((run / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(wb) == 1 and wb[0].stat().st_size > 1000
-    records = wb[0].read_bytes()  # the offline transaction log (protobuf records; keys stored as text)
-    for key in (b"privacy/membership_auc", b"utility/val_acc", b"privacy_utility_curve", b"privacy/inversion_gallery"):
-        assert key in records, key
+    run_log = run_contents(wb[0])  # the offline transaction log, parsed into W&B's own protobuf records
+    for key in ("privacy/membership_auc", "utility/val_acc", "curve/privacy_utility", "curve/privacy_utility_plot_table",
+                "privacy/inversion_gallery", "privacy/membership_roc_table", "privacy/membership_roc_plot", "train/loss"):
+        assert key in run_log["history"], (key, sorted(run_log["history"]))
+    # one stable namespace: privacy/, utility/, dp/, train/ / val/ (losses), curve/, W&B's own
+    stray = [k for k in run_log["history"] if not k.startswith(NAMESPACES) and k != "epoch"]
+    assert not stray, stray
+    cfg = run_log["config"]
+    assert cfg["recipe"]["model"]["class_path"] .endswith("SplitClassifier"), cfg.get("recipe")
+    assert cfg["recipe"]["data"]["init_args"]["n_identities"] == 4 and cfg["versions"]["torch"].startswith("2.14")
+    assert ("member-manifest-" in run_log["artifacts"][0][0]) and run_log["artifacts"][0][1] == "manifest", run_log["artifacts"]
     manifest = json.loads((run / "manifest.json").read_text())
     assert len(manifest["identities"]) == 4
     # resume one more epoch: the curve keeps its points, adds one, duplicates none

@@ -116,7 +116,7 @@ class PrivacyUtilityCurve(L.Callback):
         write_json(run_dir(trainer, self.out_dir) / "timing.json", timing)
         key_x = "utility"
         key_y = next((k for k in self.privacy_keys if any(k in p for p in self.points)), None)
-        log_table(trainer, "privacy_utility_curve", self.points, line=(key_x, key_y) if key_y else None)
+        log_table(trainer, "curve/privacy_utility", self.points, line=(key_x, key_y) if key_y else None)
 
     # -- resume -----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

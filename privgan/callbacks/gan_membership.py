@@ -16,7 +16,6 @@ from privgan.attacks.reidentification import embed_batched
 from privgan.callbacks.adapters import discriminator_scorer
 from privgan.callbacks.base import AttackCallback, as_references, datamodule_of, run_dir
 from privgan.callbacks.identity_match import SampleFn, draw_samples
-from privgan.logging.local_files import write_csv
 
 
 class GanMembershipAttack(AttackCallback):
@@ -131,10 +130,6 @@ class GanMembershipAttack(AttackCallback):
         return metrics
 
     def _save(self, trainer: L.Trainer, results: list[MembershipScores]) -> None:
-        from privgan.callbacks.membership import save_roc_plot
+        from privgan.callbacks.membership import save_scores_and_roc
 
-        out = run_dir(trainer, self.out_dir) / "gan_membership"
-        tag = f"epoch_{trainer.current_epoch:03d}"
-        rows = [{"label": int(l)} | {r.attack: float(r.scores[i]) for r in results} for i, l in enumerate(results[0].labels)]
-        write_csv(out / f"{tag}.csv", rows)
-        save_roc_plot(results, out / f"{tag}_roc.png")
+        save_scores_and_roc(trainer, results, run_dir(trainer, self.out_dir) / "gan_membership", "privacy/gan_membership_roc")

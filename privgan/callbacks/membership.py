@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import lightning as L
@@ -20,6 +21,7 @@ from privgan.attacks.membership import (
 )
 from privgan.callbacks.base import AttackCallback, as_references, datamodule_of, run_dir
 from privgan.logging.local_files import write_csv
+from privgan.logging.wandb_helpers import log_image, log_roc
 from privgan.metrics.roc import roc_curve
 
 
@@ -123,11 +125,7 @@ class MembershipAttack(AttackCallback):
         return metrics
 
     def _save(self, trainer: L.Trainer, results: list[MembershipScores]) -> None:
-        out = run_dir(trainer, self.out_dir) / "membership"
-        tag = f"epoch_{trainer.current_epoch:03d}"
-        rows = [{"label": int(l)} | {r.attack: float(r.scores[i]) for r in results} for i, l in enumerate(results[0].labels)]
-        write_csv(out / f"{tag}.csv", rows)
-        save_roc_plot(results, out / f"{tag}_roc.png")
+        save_scores_and_roc(trainer, results, run_dir(trainer, self.out_dir) / "membership", "privacy/membership_roc")
 
     # -- resume ----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -140,6 +138,16 @@ class MembershipAttack(AttackCallback):
         super().load_state_dict(state_dict)
         self._pending_refs = state_dict.get("references")
         self.reference_seconds = state_dict.get("reference_seconds", 0.0)
+
+
+def save_scores_and_roc(trainer: L.Trainer, results: list[MembershipScores], out: Path, key: str) -> None:
+    """Raw scores (``epoch_NNN.csv``) and ROC plot (``epoch_NNN_roc.png``) on disk; the ROC chart and plot to W&B."""
+    tag = f"epoch_{trainer.current_epoch:03d}"
+    rows = [{"label": int(l)} | {r.attack: float(r.scores[i]) for r in results} for i, l in enumerate(results[0].labels)]
+    write_csv(out / f"{tag}.csv", rows)
+    save_roc_plot(results, out / f"{tag}_roc.png")
+    log_roc(trainer, key, {r.attack: roc_curve(r.scores, r.labels)[:2] for r in results})
+    log_image(trainer, f"{key}_plot", out / f"{tag}_roc.png", f"epoch {trainer.current_epoch}: ROC, linear and log axes")
 
 
 def save_roc_plot(results: list[MembershipScores], path) -> None:

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from privgan.data.identity_folders import scan_identity_folders
 from privgan.data.manifest import SplitManifest, make_split
 from privgan.defences.dp import poisson_loader
+from privgan.logging.wandb_helpers import log_artifact
 from privgan.paths import lfw_root
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,9 @@ class FaceIdentityDataModule(L.LightningDataModule):
             raise ValueError(f"no usable member or held-out faces after alignment in {self.root!r}: {faces.summary()}")
         self.manifest_ = manifest
         if self.trainer is not None and self.trainer.is_global_zero:
-            manifest.save(Path(self.trainer.default_root_dir) / "manifest.json")
+            path = manifest.save(Path(self.trainer.default_root_dir) / "manifest.json")
+            log_artifact(self.trainer, path, name="member-manifest", kind="manifest",
+                         description="which photos were members: training photos, held-out photos and auxiliary identities")
 
     # -- what attacks may use -----------------------------------------------------------------
     @property

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from privgan.data.identity_folders import eligible_identities, scan_identity_folders
 from privgan.data.manifest import SplitError
 from privgan.defences.dp import poisson_loader
+from privgan.logging.wandb_helpers import log_artifact
 from privgan.paths import lfw_root
 
 log = logging.getLogger(__name__)
@@ -275,7 +276,9 @@ class GanFaceDataModule(L.LightningDataModule):
             )
         self.manifest_ = manifest
         if self.trainer is not None and self.trainer.is_global_zero:
-            manifest.save(Path(self.trainer.default_root_dir) / "manifest.json")
+            path = manifest.save(Path(self.trainer.default_root_dir) / "manifest.json")
+            log_artifact(self.trainer, path, name="member-manifest", kind="manifest",
+                         description="which photos were members: member and non-member identities, training and reference photos")
 
     def _require_setup(self) -> None:
         if self.manifest_ is None:

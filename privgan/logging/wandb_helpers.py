@@ -48,3 +48,42 @@ def log_table(trainer: L.Trainer, key: str, rows: list[dict[str, Any]], *, line:
         if line is not None:
             payload[f"{key}_plot"] = wandb.plot.line(table, line[0], line[1], title=f"{line[1]} vs {line[0]}")
         lg.experiment.log(payload)
+
+
+def log_artifact(trainer: L.Trainer, path: str | Path, *, name: str, kind: str, description: str = "") -> None:
+    """A file (e.g. the member manifest) as a versioned W&B artifact of the run."""
+    loggers = wandb_loggers(trainer)
+    if not loggers:
+        return
+    import wandb
+
+    for lg in loggers:
+        art = wandb.Artifact(name=f"{name}-{lg.experiment.id}", type=kind, description=description)
+        art.add_file(str(path))
+        lg.experiment.log_artifact(art)
+
+
+def log_roc(trainer: L.Trainer, key: str, curves: dict[str, tuple[Any, Any]], *, max_points: int = 200) -> None:
+    """ROC curves (name -> (fpr, tpr)) as one W&B line-series chart; FPR points thinned to ``max_points``."""
+    loggers = wandb_loggers(trainer)
+    if not loggers or not curves:
+        return
+    import numpy as np
+    import wandb
+
+    grid = np.unique(np.concatenate([np.logspace(-4, 0, max_points // 2), np.linspace(0, 1, max_points // 2)]))
+    ys = [np.interp(grid, np.asarray(f, float), np.asarray(t, float)).round(5).tolist() for f, t in curves.values()]
+    chart = wandb.plot.line_series(xs=grid.round(6).tolist(), ys=ys, keys=list(curves), title=f"{key} (ROC)", xname="false positive rate")
+    for lg in loggers:
+        lg.experiment.log({key: chart, "trainer/global_step": trainer.global_step})
+
+
+def log_run_config(trainer: L.Trainer, config: dict[str, Any]) -> None:
+    """The recipe (and versions, seed) as the run config of every logger that takes hyperparameters."""
+    for lg in trainer.loggers:
+        try:
+            lg.log_hyperparams(config)
+        except Exception as e:  # noqa: BLE001 - a logger that cannot take nested config must not stop training
+            import warnings
+
+            warnings.warn(f"{type(lg).__name__} did not take the run config: {e}", stacklevel=2)
