@@ -10,6 +10,14 @@ CHANCE = {
     "privacy/membership_auc": 0.5,
     "privacy/membership_tpr_at_fpr_0.01": 0.01,
     "privacy/membership_tpr_at_fpr_0.001": 0.001,
+    "privacy/identity_auc": 0.5,
+    "privacy/identity_over_auc": 0.5,
+    "privacy/identity_regular_auc": 0.5,
+    "privacy/identity_tpr_at_fpr_0.01": 0.01,
+    "privacy/identity_tpr_at_fpr_0.1": 0.1,
+    "privacy/logan_auc": 0.5,
+    "privacy/ganleaks_pixel_auc": 0.5,
+    "privacy/ganleaks_embed_auc": 0.5,
 }
 
 

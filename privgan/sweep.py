@@ -22,7 +22,39 @@ FRONTIER_KEYS = (
     "privacy/inversion_ssim",
     "privacy/membership_auc",
     "privacy/membership_tpr_at_fpr_0.01",
+    "privacy/identity_auc",
+    "privacy/identity_tpr_at_fpr_0.01",
+    "privacy/logan_auc",
+    "privacy/ganleaks_embed_auc",
 )
+
+
+def yaml_value(v: str) -> Any:
+    """A grid value as the recipe would read it (``0.5`` -> 0.5, ``null`` -> None, ``stage1`` -> "stage1")."""
+    import yaml
+
+    return yaml.safe_load(v)
+
+
+def wandb_sweep_config(configs: list[str], grid: dict[str, list[str]], *, metric: str, goal: str, project: str | None,
+                       extra: list[str]) -> dict[str, Any]:
+    """A W&B sweep (method grid) over the same keys and values: ``wandb sweep FILE`` then ``wandb agent ID``."""
+    if goal not in ("minimize", "maximize"):
+        raise SystemExit(f"privgan sweep: --wandb-goal must be minimize or maximize, got {goal!r}")
+    command = ["${env}", "${interpreter}", "-m", "privgan.cli", "fit"]
+    for c in configs:
+        command += ["--config", str(Path(c).resolve())]
+    command += extra + ["${args}"]
+    cfg: dict[str, Any] = {
+        "program": "privgan",
+        "method": "grid",
+        "metric": {"name": metric, "goal": goal},
+        "parameters": {k: {"values": [yaml_value(v) for v in vals]} for k, vals in grid.items()},
+        "command": command,
+    }
+    if project:
+        cfg["project"] = project
+    return cfg
 
 
 def parse_grid(items: list[str]) -> dict[str, list[str]]:
@@ -59,10 +91,27 @@ def main(argv: list[str]) -> int:
     p.add_argument("--out", default=None, help="sweep folder (default runs/sweep-<recipe name>)")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     p.add_argument("--skip-done", action="store_true", help="skip grid points whose run already has a final curve point")
+    p.add_argument("--wandb-sweep", default=None, metavar="FILE",
+                   help="write a W&B sweep config for the same grid to FILE and exit (run it with `wandb sweep FILE`)")
+    p.add_argument("--wandb-metric", default="privacy/identity_auc", help="metric the W&B sweep reports on")
+    p.add_argument("--wandb-goal", default="minimize", help="minimize | maximize")
+    p.add_argument("--wandb-project", default=None)
     a, extra = p.parse_known_args(argv)
     grid = parse_grid(a.grid)
     if not grid:
         raise SystemExit("privgan sweep: give at least one --grid KEY=V1,V2,...")
+    for c in a.config:
+        if not Path(c).is_file():
+            raise SystemExit(f"privgan sweep: recipe {c!r} does not exist")
+    if a.wandb_sweep:
+        import yaml
+
+        cfg = wandb_sweep_config(a.config, grid, metric=a.wandb_metric, goal=a.wandb_goal, project=a.wandb_project, extra=extra)
+        Path(a.wandb_sweep).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.wandb_sweep).write_text(yaml.safe_dump(cfg, sort_keys=False))
+        n = math.prod(len(v) for v in grid.values())
+        print(f"W&B sweep config ({n} runs): {a.wandb_sweep}\n  wandb sweep {a.wandb_sweep}   # then: wandb agent <sweep id>")
+        return 0
     out = Path(a.out or f"runs/sweep-{Path(a.config[-1]).stem}")
     out.mkdir(parents=True, exist_ok=True)
     combos = [dict(zip(grid, vals)) for vals in itertools.product(*grid.values())]

@@ -135,3 +135,25 @@ def test_sweep_and_curve(tmp_path, small_face_tree):
 def test_sweep_grid_errors(tmp_path):
     r = privgan("sweep", "--config", str(RECIPE), "--grid", "model.init_args.activation_noise", cwd=tmp_path)
     assert r.returncode != 0 and "KEY=V1,V2" in r.stderr
+
+
+def test_sweep_over_two_keys_and_its_wandb_sweep_config(tmp_path):
+    r = privgan("sweep", "--config", str(RECIPE), "--grid", "model.init_args.split_at=stage1,stage3",
+                "--grid", "model.init_args.activation_noise=0,0.5,1", "--out", str(tmp_path / "s"), "--dry-run", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("[")]
+    assert len(lines) == 6 and lines[0].startswith("[1/6]")  # the product of the two grids
+    assert "--model.init_args.split_at=stage3" in lines[-1] and "--model.init_args.activation_noise=1" in lines[-1]
+    assert "split_at=stage3__activation_noise=1" in lines[-1]
+    cfg_file = tmp_path / "sweep.yaml"
+    r = privgan("sweep", "--config", str(RECIPE), "--grid", "model.init_args.split_at=stage1,stage3",
+                "--grid", "model.init_args.activation_noise=0,0.5", "--wandb-sweep", str(cfg_file),
+                "--wandb-metric", "privacy/inversion_reid_rate", "--trainer.max_epochs=3", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    cfg = yaml.safe_load(cfg_file.read_text())
+    assert cfg["method"] == "grid" and cfg["metric"] == {"name": "privacy/inversion_reid_rate", "goal": "minimize"}
+    assert cfg["parameters"] == {"model.init_args.split_at": {"values": ["stage1", "stage3"]},
+                                 "model.init_args.activation_noise": {"values": [0, 0.5]}}
+    assert cfg["command"][-2:] == ["--trainer.max_epochs=3", "${args}"] and str(RECIPE) in cfg["command"]
+    r = privgan("sweep", "--config", str(tmp_path / "missing.yaml"), "--grid", "a=1", cwd=tmp_path)
+    assert r.returncode != 0 and "missing.yaml" in r.stderr
