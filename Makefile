@@ -8,7 +8,7 @@ STAMP := $(VENV)/.privgan-installed
 export WANDB_MODE ?= offline
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo test test-all bench-lfw bench-split clean
+.PHONY: install browser demo test test-all bench-lfw bench-split bench-gan clean
 
 install: $(STAMP)
 
@@ -23,6 +23,16 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -c "import torch, torchvision, lightning, opacus, wandb, cv2, facenet_pytorch; assert torch.__version__.startswith('2.14.1'), torch.__version__; assert cv2.__version__ < '5', cv2.__version__"
 	touch $(STAMP)
 
+# Headless Chromium for the test that looks at the rendered report (Debian's package; root only).
+browser:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || command -v google-chrome >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium for the browser test"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1; } || \
+	  echo "warning: could not install chromium; the browser test will be skipped"; \
+	else echo "note: no Chromium and no root apt-get; the browser test will be skipped (apt-get install chromium)"; fi
+
 demo: $(STAMP)
 	$(PY) -m privgan.cli sweep --config recipes/quickstart_split_lfw.yaml \
 	  --grid model.init_args.activation_noise=0,0.5,1,2 --out runs/demo --skip-done
@@ -30,7 +40,7 @@ demo: $(STAMP)
 	@echo "demo: curve per run in runs/demo/*/curve.png, frontier runs/demo/frontier.png, table runs/demo/sweep.csv,"
 	@echo "      W&B offline runs in runs/demo/*/wandb/ (upload with: $(VENV)/bin/wandb sync runs/demo/*/wandb/offline-run-*)"
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -q -m "not slow" --timeout=900
 
 test-all: $(STAMP)
@@ -41,6 +51,11 @@ bench-lfw: $(STAMP)
 
 bench-split: $(STAMP)
 	$(PY) benchmarks/split_table.py
+
+bench-gan: $(STAMP)
+	$(PY) benchmarks/gan_leakage.py planted
+	$(PY) benchmarks/gan_leakage.py train --minutes 95
+	$(PY) benchmarks/gan_leakage.py table
 
 clean:
 	rm -rf runs .pytest_cache

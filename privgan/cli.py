@@ -109,7 +109,14 @@ def cmd_release_check(argv: list[str]) -> int:
     return release_main(argv)
 
 
+def cmd_report(argv: list[str]) -> int:
+    from privgan.report import main as report_main
+
+    return report_main(argv)
+
+
 SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "report": cmd_report,
     "release-check": cmd_release_check,
     "sweep": cmd_sweep,
     "curve": cmd_curve,
@@ -126,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("-h", "--help"):
         print("privgan: fit | validate | test (LightningCLI, e.g. privgan fit --config recipes/split_lfw.yaml)")
         print("         sweep --config X.yaml --grid KEY=V1,V2 ... | curve RUN_DIR ... | faces eval-lfw | data fetch lfw")
+        print("         report RUN_OR_SWEEP_DIR [--screenshot page.png]  (HTML page of the curve, verdicts, timings)")
         print("         release-check --checkpoint G --references TRAIN_IDS [--n 10000 --far 1e-3]  (exit 1 if any sample is blocked)")
     run_lightning(argv)
     return 0

@@ -54,8 +54,12 @@ def plot_run_curve(points: list[dict[str, Any]], keys: Sequence[str], path: str 
     """One panel per privacy metric: metric against utility, points labelled by epoch (and ε)."""
     plt = _plt()
     keys = [k for k in keys if any(k in p for p in points)] or list(keys)[:1]
-    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.4), squeeze=False)
-    for ax, key in zip(axes[0], keys):
+    ncols = min(4, len(keys))
+    nrows = -(-len(keys) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3.4 * nrows), squeeze=False)
+    for ax in axes.flat[len(keys):]:
+        ax.axis("off")
+    for ax, key in zip(axes.flat, keys):
         pts = [p for p in points if key in p]
         xs = [p.get("utility", math.nan) for p in pts]
         ys = [p[key] for p in pts]
@@ -72,8 +76,12 @@ def plot_run_curve(points: list[dict[str, Any]], keys: Sequence[str], path: str 
                 ax.plot([x, x], [lo, hi], color="grey", lw=0.8)
         if key in CHANCE:
             ax.axhline(CHANCE[key], color="k", ls=":", lw=0.8, label="chance")
-        ax.set_xlabel(pts[0].get("utility_key", "utility") if pts else "utility")
-        ax.set_ylabel(key)
+        lower_better = bool(pts) and pts[0].get("utility_higher_is_better") is False
+        ax.set_xlabel((pts[0].get("utility_key", "utility") if pts else "utility") + ("  (lower is better: axis reversed)" if lower_better else ""),
+                      fontsize=8)
+        if lower_better:
+            ax.invert_xaxis()
+        ax.set_ylabel(key, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
