@@ -3,6 +3,8 @@
     python benchmarks/gan_leakage.py train   [--minutes 95] [--out runs/bench-gan] [--only balanced,dp_z1]
     python benchmarks/gan_leakage.py planted [--out benchmarks/results/gan_planted.json]
     python benchmarks/gan_leakage.py table   [--out runs/bench-gan]
+    python benchmarks/gan_leakage.py speed                      (on an idle machine)
+    python benchmarks/gan_leakage.py release [--run balanced --far 0.001,0.01 --n 10000]
 
 `train` writes one config per setting from recipes/gan_lfw.yaml (+ the setting's overlay), with a
 wall-clock budget (trainer.max_time) instead of an epoch count, and runs the settings side by side,
@@ -106,6 +108,8 @@ COLS = [
     ("privacy/logan_auc", "LOGAN AUC"),
     ("privacy/ganleaks_pixel_auc", "GAN-Leaks px AUC"),
     ("privacy/ganleaks_embed_auc", "GAN-Leaks emb AUC"),
+    ("privacy/identity_seconds", "identity s"),
+    ("privacy/gan_membership_seconds", "LOGAN+GAN-Leaks s"),
 ]
 
 
@@ -218,6 +222,52 @@ def planted(a: argparse.Namespace) -> None:
     print(json.dumps({k: v for k, v in result.items() if not isinstance(v, dict)}, indent=1))
 
 
+def speed(a: argparse.Namespace) -> None:
+    """Samples/s of the recipe's generator (EMA G) and of SFace embedding, at 1 and 2 threads (run on an idle machine)."""
+    import cv2
+    import torch
+
+    from privgan.faces.embedders import build_embedder
+    from privgan.modules.gan import GAN
+
+    cfg = yaml.safe_load(BASE.read_text())
+    gan = GAN(**{k: v for k, v in cfg["model"]["init_args"].items() if k != "dp"}).eval()
+    emb = build_embedder("sface")
+    out: dict = {"image_size": gan.hparams.image_size, "g_width": gan.hparams.g_width}
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(threads)
+        gan.sample(256, torch.Generator().manual_seed(0))  # warm-up
+        t0 = time.perf_counter()
+        x = gan.sample(4000, torch.Generator().manual_seed(0))
+        out[f"sampling_per_s_{threads}_threads"] = 4000 / (time.perf_counter() - t0)
+        emb.embed(x[:64])
+        t0 = time.perf_counter()
+        for i in range(0, 1000, 64):
+            emb.embed(x[i : i + 64])
+        out[f"sface_embedding_per_s_{threads}_threads"] = 1000 / (time.perf_counter() - t0)
+    out["load_average_1min"] = os.getloadavg()[0]
+    (RESULTS / "gan_speed.json").write_text(json.dumps(out, indent=1))
+    print(json.dumps(out, indent=1))
+
+
+def release(a: argparse.Namespace) -> None:
+    """`privgan release-check` on a benchmark run's last checkpoint at each FAR, with planted copies and outsiders."""
+    run = Path(a.out) / a.run
+    ckpt = sorted(run.glob("**/checkpoints/last.ckpt"))
+    if not ckpt:
+        raise SystemExit(f"no last.ckpt under {run}: run `train` first")
+    for far in a.far.split(","):
+        dest = Path(a.out) / f"release_{a.run}_far{far}"
+        cmd = [sys.executable, "-m", "privgan.cli", "release-check", "--checkpoint", str(ckpt[-1]),
+               "--references", str(run / "manifest.json"), "--n", str(a.n), "--far", far, "--plant-copies", str(a.plant),
+               "--holdout-outsiders", str(a.holdout), "--out", str(dest)]
+        print(" ".join(cmd), flush=True)
+        rc = subprocess.call(cmd, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2")))
+        summary = json.loads((dest / "summary.json").read_text()) | {"exit_code": rc, "run": a.run}
+        (RESULTS / f"release_check_{a.run}_far{far}.json").write_text(json.dumps(summary, indent=1))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -229,8 +279,16 @@ def main() -> None:
     tb.add_argument("--out", default=str(ROOT / "runs/bench-gan"))
     pl = sub.add_parser("planted")
     pl.add_argument("--out", default=str(RESULTS / "gan_planted.json"))
+    sub.add_parser("speed")
+    r = sub.add_parser("release")
+    r.add_argument("--out", default=str(ROOT / "runs/bench-gan"))
+    r.add_argument("--run", default="balanced")
+    r.add_argument("--far", default="0.001,0.01")
+    r.add_argument("--n", type=int, default=10000)
+    r.add_argument("--plant", type=int, default=1000)
+    r.add_argument("--holdout", type=int, default=2000)
     a = p.parse_args()
-    {"train": train, "table": table, "planted": planted}[a.cmd](a)
+    {"train": train, "table": table, "planted": planted, "speed": speed, "release": release}[a.cmd](a)
 
 
 if __name__ == "__main__":

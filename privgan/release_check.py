@@ -39,10 +39,12 @@ def load_generator(path: str | os.PathLike) -> tuple[Callable[[int, torch.Genera
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"--checkpoint {str(p)!r}: no such file")
-    try:
-        scripted = torch.jit.load(str(p), map_location="cpu")
-    except (RuntimeError, ValueError):
-        scripted = None
+    scripted = None
+    if p.suffix != ".ckpt":  # Lightning checkpoints are tried as such; anything else first as TorchScript
+        try:
+            scripted = torch.jit.load(str(p), map_location="cpu")
+        except (RuntimeError, ValueError):
+            scripted = None
     if scripted is not None:
         dim, size = int(scripted.latent_dim), int(scripted.image_size)
 

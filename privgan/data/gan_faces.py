@@ -7,11 +7,9 @@ of members and of non-member identities and asks whose face the generator reprod
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
@@ -20,7 +18,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from privgan.data.identity_folders import eligible_identities, scan_identity_folders
-from privgan.data.manifest import SplitError
+from privgan.data.manifest import JsonManifest, SplitError
 from privgan.defences.dp import poisson_loader
 from privgan.logging.wandb_helpers import log_artifact
 from privgan.paths import lfw_root
@@ -33,7 +31,7 @@ DESIGNS = ("balanced", "overrepresented")
 
 
 @dataclass(frozen=True)
-class GanSplitManifest:
+class GanSplitManifest(JsonManifest):
     """Which photos train the GAN and which photos the attacker holds, per identity.
 
     Member identities (label order ``members``) give ``train`` photos (the GAN's data) and
@@ -42,6 +40,8 @@ class GanSplitManifest:
     on: the non-member side of photo-level membership attacks). ``overrepresented`` names the
     members with many training photos in the ``overrepresented`` design (listed first).
     """
+
+    KIND = "gan_identity_split"
 
     root: str
     seed: int
@@ -66,24 +66,6 @@ class GanSplitManifest:
             "nonmember_reference_images": sum(len(v) for v in self.nonmember_references.values()),
             "nonmember_other_images": sum(len(v) for v in self.nonmember_others.values()),
         }
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the manifest as JSON (the record of who was a member)."""
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps({"kind": "gan_identity_split", **asdict(self)}, indent=1))
-        return p
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "GanSplitManifest":
-        """Read a manifest written by ``save``; errors name the file."""
-        p = Path(path)
-        try:
-            raw = json.loads(p.read_text())
-            raw.pop("kind", None)
-            return cls(**raw)
-        except (OSError, json.JSONDecodeError, TypeError) as e:
-            raise ValueError(f"cannot read GAN split manifest {str(p)!r}: {e}") from e
 
 
 def _to_float(images_u8: torch.Tensor, size: int) -> torch.Tensor:

@@ -17,8 +17,34 @@ class SplitError(ValueError):
     """The data cannot be split as asked (too few identities or images); the message gives counts."""
 
 
+class JsonManifest:
+    """``save`` / ``load`` for manifest dataclasses: one JSON file, tagged with ``KIND``; errors name the file."""
+
+    KIND = "identity_split"
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the manifest as JSON (the record of who was a member)."""
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps({"kind": self.KIND, **asdict(self)}, indent=1))
+        return p
+
+    @classmethod
+    def load(cls, path: str | os.PathLike):
+        """Read a manifest written by ``save``."""
+        p = Path(path)
+        try:
+            raw = json.loads(p.read_text())
+            kind = raw.pop("kind", cls.KIND)
+            if kind != cls.KIND:
+                raise TypeError(f"it is a {kind!r} manifest, not {cls.KIND!r}")
+            return cls(**raw)
+        except (OSError, json.JSONDecodeError, TypeError) as e:
+            raise ValueError(f"cannot read {cls.KIND} manifest {str(p)!r}: {e}") from e
+
+
 @dataclass(frozen=True)
-class SplitManifest:
+class SplitManifest(JsonManifest):
     """Which files are members (train), non-members (held-out) and auxiliary (attacker's own data).
 
     Classifier identities are labelled 0..K-1 in ``identities`` order. Auxiliary identities
@@ -42,23 +68,6 @@ class SplitManifest:
             "auxiliary_identities": len(self.auxiliary),
             "auxiliary_images": sum(len(v) for v in self.auxiliary.values()),
         }
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the manifest as JSON (the record of who was a member)."""
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps(asdict(self), indent=1))
-        return p
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "SplitManifest":
-        """Read a manifest written by ``save``; errors name the file."""
-        p = Path(path)
-        try:
-            raw = json.loads(p.read_text())
-            return cls(**raw)
-        except (OSError, json.JSONDecodeError, TypeError) as e:
-            raise ValueError(f"cannot read split manifest {str(p)!r}: {e}") from e
 
 
 def make_split(

@@ -52,3 +52,14 @@ def test_bad_manifest_file_is_named(tmp_path):
     p.write_text("{not json")
     with pytest.raises(ValueError, match="broken.json"):
         SplitManifest.load(p)
+
+
+def test_manifest_kinds_are_not_confused(tmp_path):
+    from privgan.data.gan_faces import GanSplitManifest
+
+    gan = GanSplitManifest(root="r", seed=0, design="balanced", members=["a"], nonmembers=["b"], train={"a": ["a/1.jpg"]},
+                           member_references={"a": ["a/2.jpg"]}, nonmember_references={"b": ["b/1.jpg"]})
+    path = gan.save(tmp_path / "m.json")
+    assert GanSplitManifest.load(path) == gan
+    with pytest.raises(ValueError, match=r"m.json.*'gan_identity_split' manifest, not 'identity_split'"):
+        SplitManifest.load(path)
