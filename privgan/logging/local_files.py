@@ -66,26 +66,35 @@ def _jsonable(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def image_grid(rows: list[torch.Tensor], *, labels: list[str] | None = None, path: str | os.PathLike) -> Path:
-    """Save rows of images (each N x 3 x H x W in [0, 1]) as one PNG grid with row labels."""
+def image_grid(rows: list[torch.Tensor], *, labels: list[str] | None = None, path: str | os.PathLike,
+               cell_inches: float = 1.1) -> Path:
+    """Save rows of images (each N x 3 x H x W in [0, 1]) as one PNG grid, each row under its label.
+
+    Axes are placed by hand: a long label sits in its own band above the row and never
+    squeezes the images (tight_layout would shrink them to fit the text).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     n = max(len(r) for r in rows)
-    fig, axes = plt.subplots(len(rows), n, figsize=(n * 1.1, len(rows) * 1.2), squeeze=False)
+    band = 0.28 if labels else 0.05
+    width = max(n * cell_inches, 6.0 if labels else 0.0)
+    height = len(rows) * (cell_inches + band)
+    fig = plt.figure(figsize=(width, height))
     for i, r in enumerate(rows):
+        top = 1 - i * (cell_inches + band) / height
+        if labels:
+            fig.text(0.005, top - 0.02 * band / height * 3, labels[i], fontsize=7, va="top", ha="left")
         for j in range(n):
-            ax = axes[i][j]
+            ax = fig.add_axes((j * cell_inches / width, top - (band + cell_inches * 0.96) / height,
+                               cell_inches * 0.96 / width, cell_inches * 0.96 / height))
             ax.axis("off")
             if j < len(r):
-                ax.imshow(r[j].detach().permute(1, 2, 0).clamp(0, 1).cpu().numpy())
-        if labels:
-            axes[i][0].set_title(labels[i], fontsize=7, loc="left")
-    fig.tight_layout()
+                ax.imshow(r[j].detach().permute(1, 2, 0).clamp(0, 1).cpu().numpy(), interpolation="nearest")
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(p, dpi=80)
+    fig.savefig(p, dpi=100)
     plt.close(fig)
     return p
