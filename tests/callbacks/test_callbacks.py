@@ -93,7 +93,7 @@ def test_failing_attack_warns_and_training_goes_on(tmp_path):
     with pytest.warns(UserWarning, match="InversionAttack failed"):
         tr.fit(PlainClassifier(), dm)
     assert tr.current_epoch == 2 and inv.runs == 0
-    assert len(inv.failures) == 2 and "inversion.py" in inv.failures[0]["where"]
+    assert len(inv.failures) == 2 and "adapters.py" in inv.failures[0]["where"] and "split_layer" in inv.failures[0]["error"]
 
 
 def test_failing_attack_can_stop_training(tmp_path):
