@@ -89,8 +89,15 @@ def run_section(run: Path, galleries: bool) -> str:
         if any(math.isfinite(p.get("epsilon", math.inf)) for p in points):
             parts.append(f'<p class="note">DP-SGD: ε = {_fmt(last.get("epsilon"))} at δ = {_fmt(last.get("dp/delta", 1e-5))} '
                          "after the last point</p>")
-    if (run / "curve.png").exists():
-        parts.append(_img(run / "curve.png", f"privacy-utility curve of {run.name}"))
+    if points:  # drawn afresh from curve.json, so the page never shows a stale plot
+        import tempfile
+
+        from privgan.plotting import plot_run_curve
+
+        keys = [k for k in TABLE_KEYS if any(k in p for p in points) and not k.endswith("samples_matching_nonmembers")]
+        with tempfile.TemporaryDirectory() as tmp:
+            png = plot_run_curve(points, keys, Path(tmp) / "curve.png", title=run.name)
+            parts.append(_img(png, f"privacy-utility curve of {run.name}"))
     parts.append(_table(points, ("epoch", "epoch")))
     if (run / "timing.json").exists():
         t = json.loads((run / "timing.json").read_text())
