@@ -113,6 +113,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--plant-copies", type=int, default=0, help="edited copies of training photos to mix in (recall check)")
     p.add_argument("--holdout-outsiders", type=int, default=0, help="faces of further outsiders to check (false-block check)")
     p.add_argument("--embedder", default="sface")
+    p.add_argument("--no-mirrored", action="store_true", help="compare with the training photos only, not their mirror images")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="release_check")
     p.add_argument("--gallery", type=int, default=16, help="blocked samples shown in blocked_gallery.png")
@@ -164,7 +165,7 @@ def main(argv: list[str]) -> int:
     cal_x, _, cal_skipped = _align(cal_files, size)
     cal_x = cal_x[:n_cal]
     embedder = build_embedder(a.embedder)
-    filt = ReleaseFilter.calibrate(embedder, train_x, train_y, names, cal_x, far=a.far)
+    filt = ReleaseFilter.calibrate(embedder, train_x, train_y, names, cal_x, far=a.far, mirrored=not a.no_mirrored)
     t_cal = time.perf_counter() - t0
 
     t1 = time.perf_counter()
@@ -180,7 +181,7 @@ def main(argv: list[str]) -> int:
     summary: dict = {
         "checkpoint": str(a.checkpoint), "references": str(a.references), "n_identities": len(names),
         "n_training_photos": len(train_x), "references_skipped": {k: len(v) for k, v in skipped.items()},
-        "embedder": a.embedder, "far": a.far, "threshold": filt.threshold, "image_size": size,
+        "embedder": a.embedder, "far": a.far, "threshold": filt.threshold, "image_size": size, "mirrored_gallery": not a.no_mirrored,
         "calibration": {"folder": str(cal_root), "n_faces": len(cal_x), "skipped": {k: len(v) for k, v in cal_skipped.items()}},
         "generated": verdicts.rate(),
         "seconds": {"calibration": t_cal, "sampling": t_sample, "embedding_and_matching": t_check},
@@ -219,7 +220,7 @@ def main(argv: list[str]) -> int:
             ident = int(verdicts.identity[i])
             same = (train_y == ident).nonzero().squeeze(1)
             emb = embedder.embed(samples[i : i + 1])
-            sims = (emb @ filt.gallery[same].T).squeeze(0)
+            sims = (emb @ filt.gallery[: filt.n_photos][same].T).squeeze(0)
             top = same[sims.argsort(descending=True)[:3]]
             grid.append(torch.cat([samples[i : i + 1], train_x[top]]))
             captions.append(f"sample {i} blocked: {names[ident]} sim {float(verdicts.similarity[i]):.2f} (thr {filt.threshold:.2f})")

@@ -48,7 +48,7 @@ class Verdicts:
 
 
 class ReleaseFilter:
-    """Blocks samples whose best cosine similarity to any training photo exceeds ``threshold``.
+    """Blocks samples whose best cosine similarity to any training photo (or its mirror image) exceeds ``threshold``.
 
     ``ReleaseFilter.calibrate(...)`` sets the threshold so that a share ``far`` of faces of
     people outside the training set would be blocked; ``check(samples)`` gives verdicts and
@@ -56,18 +56,21 @@ class ReleaseFilter:
     """
 
     def __init__(self, embedder: IdentityEmbedder, train_embeddings: torch.Tensor, train_labels: torch.Tensor,
-                 names: Sequence[str], *, threshold: float, far: float | None = None, batch_size: int = 256) -> None:
+                 names: Sequence[str], *, threshold: float, far: float | None = None, batch_size: int = 256,
+                 n_photos: int | None = None) -> None:
         if train_embeddings.ndim != 2 or len(train_embeddings) != len(train_labels) or len(train_embeddings) == 0:
             raise ValueError(f"need N x D training embeddings with N labels, got {tuple(train_embeddings.shape)} and {len(train_labels)}")
         if int(train_labels.max()) >= len(names):
             raise ValueError(f"labels go up to {int(train_labels.max())} but only {len(names)} identity names were given")
         self.embedder, self.gallery, self.labels = embedder, train_embeddings.float(), train_labels.long()
         self.names, self.threshold, self.far, self.batch_size = tuple(names), float(threshold), far, batch_size
+        self.n_photos = n_photos or len(train_embeddings)  # gallery rows beyond this are mirror images of photo i % n_photos
 
     @classmethod
     def calibrate(cls, embedder: IdentityEmbedder, train_faces: torch.Tensor, train_labels: torch.Tensor, names: Sequence[str],
-                  outsider_faces: torch.Tensor, *, far: float = 1e-3, batch_size: int = 256) -> "ReleaseFilter":
-        """Embed the training photos; pick the threshold that blocks a share ``far`` of ``outsider_faces``."""
+                  outsider_faces: torch.Tensor, *, far: float = 1e-3, mirrored: bool = True, batch_size: int = 256) -> "ReleaseFilter":
+        """Embed the training photos (and, with ``mirrored``, their mirror images: GANs train on flips); set the
+        threshold that blocks a share ``far`` of ``outsider_faces``."""
         if not 0 < far < 1:
             raise ValueError(f"far must be in (0, 1), got {far}")
         need = math.ceil(1 / far)
@@ -75,10 +78,15 @@ class ReleaseFilter:
             raise ValueError(f"calibrating at FAR {far:g} needs at least {need} faces of people outside the training set; "
                              f"got {len(outsider_faces)}")
         gallery = embed_batched(embedder, train_faces, batch_size=batch_size)
+        labels = train_labels
+        if mirrored:
+            gallery = torch.cat([gallery, embed_batched(embedder, train_faces.flip(-1), batch_size=batch_size)])
+            labels = torch.cat([train_labels, train_labels])
         best = (embed_batched(embedder, outsider_faces, batch_size=batch_size) @ gallery.T).max(1).values
         k = int(math.floor(far * len(best)))  # block strictly above the (k+1)-th highest: at most k outsiders
         threshold = float(best.sort(descending=True).values[k])
-        return cls(embedder, gallery, train_labels, names, threshold=threshold, far=far, batch_size=batch_size)
+        return cls(embedder, gallery, labels, names, threshold=threshold, far=far, batch_size=batch_size,
+                   n_photos=len(train_faces))
 
     def check(self, samples: torch.Tensor) -> Verdicts:
         """Verdicts for N x 3 x H x W samples in [0, 1]."""
@@ -86,8 +94,8 @@ class ReleaseFilter:
             raise ValueError(f"samples must be N x 3 x H x W, got {tuple(samples.shape)}")
         emb = embed_batched(self.embedder, samples, batch_size=self.batch_size)
         sims = emb @ self.gallery.T
-        best, photo = sims.max(1) if len(emb) else (torch.empty(0), torch.empty(0, dtype=torch.long))
-        return Verdicts(best > self.threshold, best, photo, self.labels[photo], self.names, self.threshold)
+        best, row = sims.max(1) if len(emb) else (torch.empty(0), torch.empty(0, dtype=torch.long))
+        return Verdicts(best > self.threshold, best, row % self.n_photos, self.labels[row], self.names, self.threshold)
 
     def filter(self, samples: torch.Tensor) -> tuple[torch.Tensor, Verdicts]:
         """The samples that may be released, and the verdicts for all of them."""
