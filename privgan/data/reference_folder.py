@@ -46,17 +46,20 @@ class ReferenceFolder:
         self.skipped: dict[str, list[str]] = {}
         self._parts: dict[str, LabeledImages] = {}
         self._names: dict[str, list[str]] = {}
+        self._order: list[str] | None = None
 
     # -- loading ---------------------------------------------------------------------------------
     def _member_order(self) -> list[str]:
         """Member label order shared by members/ and heldout/: ``classes``, else the sorted union of both."""
         if self.classes is not None:
             return self.classes
-        names: set[str] = set()
-        for part in ("members", "heldout"):
-            if (self.root / part).is_dir():
-                names |= set(scan_identity_folders(self.root / part))
-        return sorted(names)
+        if self._order is None:
+            names: set[str] = set()
+            for part in ("members", "heldout"):
+                if (self.root / part).is_dir():
+                    names |= set(scan_identity_folders(self.root / part))
+            self._order = sorted(names)
+        return self._order
 
     def _load(self, part: str, who: str) -> LabeledImages:
         if part in self._parts:
