@@ -219,8 +219,7 @@ def main(argv: list[str]) -> int:
         for i in order.tolist():
             ident = int(verdicts.identity[i])
             same = (train_y == ident).nonzero().squeeze(1)
-            emb = embedder.embed(samples[i : i + 1])
-            sims = (emb @ filt.gallery[: filt.n_photos][same].T).squeeze(0)
+            sims = filt.gallery[: filt.n_photos][same] @ verdicts.embeddings[i]
             top = same[sims.argsort(descending=True)[:3]]
             grid.append(torch.cat([samples[i : i + 1], train_x[top]]))
             captions.append(f"sample {i} blocked: {names[ident]} sim {float(verdicts.similarity[i]):.2f} (thr {filt.threshold:.2f})")

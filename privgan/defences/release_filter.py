@@ -28,6 +28,7 @@ class Verdicts:
     identity: torch.Tensor
     names: tuple[str, ...]
     threshold: float
+    embeddings: torch.Tensor  # the samples' embeddings, for galleries without embedding again
 
     def __len__(self) -> int:
         return len(self.blocked)
@@ -95,7 +96,7 @@ class ReleaseFilter:
         emb = embed_batched(self.embedder, samples, batch_size=self.batch_size)
         sims = emb @ self.gallery.T
         best, row = sims.max(1) if len(emb) else (torch.empty(0), torch.empty(0, dtype=torch.long))
-        return Verdicts(best > self.threshold, best, row % self.n_photos, self.labels[row], self.names, self.threshold)
+        return Verdicts(best > self.threshold, best, row % self.n_photos, self.labels[row], self.names, self.threshold, emb)
 
     def filter(self, samples: torch.Tensor) -> tuple[torch.Tensor, Verdicts]:
         """The samples that may be released, and the verdicts for all of them."""
