@@ -96,19 +96,20 @@ COLS = [
     ("epoch", "epoch"),
     ("minutes", "wall min"),
     ("epsilon", "ε (δ=1e-5)"),
-    ("utility/fd_face", "FD-face"),
-    ("privacy/identity_auc", "identity AUC"),
+    ("utility", "FD-face"),
+    ("privacy/identity_match_auc", "identity AUC"),
     ("identity_ci", "95% CI"),
-    ("privacy/identity_tpr_at_fpr_0.01", "TPR@1%"),
-    ("privacy/identity_max_auc", "AUC (max)"),
-    ("privacy/identity_over_auc", "over-rep. AUC"),
+    ("privacy/identity_match_tpr_at_fpr_0.01", "TPR@1%"),
+    ("privacy/identity_match_max_auc", "AUC (max)"),
+    ("privacy/identity_match_over_auc", "over-rep. AUC"),
     ("over_ranks", "over-rep. ranks (p)"),
-    ("privacy/identity_samples_matching_members", "samples ≈ member"),
-    ("privacy/identity_samples_matching_nonmembers", "samples ≈ non-member"),
-    ("privacy/logan_auc", "LOGAN AUC"),
-    ("privacy/ganleaks_pixel_auc", "GAN-Leaks px AUC"),
-    ("privacy/ganleaks_embed_auc", "GAN-Leaks emb AUC"),
-    ("privacy/identity_seconds", "identity s"),
+    ("privacy/identity_match_samples_matching_members", "samples ≈ member"),
+    ("privacy/identity_match_samples_matching_nonmembers", "samples ≈ non-member"),
+    ("privacy/gan_membership_logan_auc", "LOGAN AUC"),
+    ("privacy/gan_membership_ganleaks_pixel_auc", "GAN-Leaks px AUC"),
+    ("privacy/gan_membership_ganleaks_embed_auc", "GAN-Leaks emb AUC"),
+    ("privacy/identity_match_verdict", "identity verdict"),
+    ("privacy/identity_match_seconds", "identity s"),
     ("privacy/gan_membership_seconds", "LOGAN+GAN-Leaks s"),
 ]
 
@@ -124,18 +125,20 @@ def overrepresented_ranks(scores_csv: Path, score: str = "topk_mean") -> str:
 
 def rows_of(run: Path) -> list[dict]:
     """One row per attack point of a run: curve point + over-represented ranks."""
-    curve = run / "curve.json"
-    if not curve.exists():
+    from privgan.reporting.points import load_curve
+
+    if not (run / "curve.json").exists():
         return []
-    pts = [p for p in json.loads(curve.read_text())["points"] if "privacy/identity_auc" in p]
     rows = []
-    for p in pts:
-        r = dict(p)
-        lo, hi = p.get("privacy/identity_auc_ci_low"), p.get("privacy/identity_auc_ci_high")
+    for point in load_curve(run):
+        if "identity_match" not in point.results:
+            continue
+        r = point.flat()
+        lo, hi = r.get("privacy/identity_match_auc_ci_low"), r.get("privacy/identity_match_auc_ci_high")
         r["identity_ci"] = f"[{lo:.2f}, {hi:.2f}]" if lo is not None else ""
-        scores = run / "identity" / f"epoch_{int(p['epoch']):03d}_scores.csv"
-        r["over_ranks"] = overrepresented_ranks(scores) if scores.exists() and "privacy/identity_over_auc" in p else ""
-        r["minutes"] = p.get("fit_seconds", math.nan) / 60  # wall clock since fit start, attacks included
+        scores = run / "identity_match" / f"epoch_{point.epoch:03d}_rows.csv"
+        r["over_ranks"] = overrepresented_ranks(scores) if scores.exists() and "privacy/identity_match_over_auc" in r else ""
+        r["minutes"] = point.fit_seconds / 60  # wall clock since fit start, attacks included
         rows.append(r)
     return rows
 
@@ -177,7 +180,7 @@ def planted(a: argparse.Namespace) -> None:
     import torch
 
     from privgan.attacks.identity_match import identity_match_all
-    from privgan.attacks.reidentification import embed_batched
+    from privgan.faces.embedders import embed_batched
     from privgan.data.gan_faces import GanFaceDataModule
     from privgan.faces.embedders import build_embedder
     from privgan.data.planted import COPY_EDITS, edited_copies, outsider_faces

@@ -6,12 +6,15 @@ Both return ``MembershipScores`` (higher = more likely a training photo) over me
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 
 from privgan.attacks.membership import MembershipScores
+from privgan.attacks.registry import register_attack
+from privgan.attacks.result import Result, merge_sub_attacks
 
 
 def _labels(n_members: int, n_nonmembers: int) -> torch.Tensor:
@@ -55,19 +58,15 @@ def nearest_distance(queries: torch.Tensor, samples: torch.Tensor, *, metric: st
     return torch.cat(out)
 
 
-def _match_size(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if images.shape[-2:] == size:
-        return images.float()
-    return F.interpolate(images.float(), size=size, mode="bilinear", align_corners=False, antialias=True)
-
-
 def gan_leaks_pixel(samples: torch.Tensor, members: torch.Tensor, nonmembers: torch.Tensor) -> MembershipScores:
     """GAN-Leaks full black-box in pixel space: minus the L2 distance to the nearest generated sample.
 
     Queries are resized to the samples' resolution when they differ.
     """
-    size = tuple(samples.shape[-2:])
-    x = torch.cat([_match_size(members, size), _match_size(nonmembers, size)])
+    from privgan.faces.preprocess import resize_faces
+
+    size = samples.shape[-1]
+    x = torch.cat([resize_faces(members, size), resize_faces(nonmembers, size)])
     d = nearest_distance(x, samples)
     return MembershipScores(-d, _labels(len(members), len(nonmembers)), "ganleaks_pixel")
 
@@ -76,3 +75,72 @@ def gan_leaks_embedding(sample_emb: torch.Tensor, member_emb: torch.Tensor, nonm
     """GAN-Leaks full black-box in a face-embedding space: minus (1 - cosine) to the nearest sample embedding."""
     d = nearest_distance(torch.cat([member_emb, nonmember_emb]), sample_emb, metric="cosine")
     return MembershipScores(-d, _labels(len(member_emb), len(nonmember_emb)), "ganleaks_embed")
+
+
+@dataclass(frozen=True)
+class GanMembershipConfig:
+    """Settings of the photo-level GAN membership attacks (LOGAN, GAN-Leaks in pixels and embeddings).
+
+    Member training photos against photos of non-member identities, equal numbers, at most
+    ``max_candidates`` each; GAN-Leaks compares them with ``n_samples`` generated faces.
+    """
+
+    n_samples: int = 1000
+    max_candidates: int = 500
+    logan: bool = True
+    ganleaks_pixel: bool = True
+    ganleaks_embed: bool = True
+    embedder: str = "sface"
+    embedder_kwargs: dict | None = None
+    n_boot: int = 500
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not (self.logan or self.ganleaks_pixel or self.ganleaks_embed):
+            raise ValueError("gan_membership needs at least one of logan, ganleaks_pixel, ganleaks_embed")
+
+
+def gan_membership_candidates(view: Any, size: tuple[int, int] | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded equal-size subsets of member training photos and non-member photos (at ``size``)."""
+    mem, non = view.members, view.nonmembers
+    if size is not None:
+        mem, non = mem.resized(size[0]), non.resized(size[0])
+    g = torch.Generator().manual_seed(seed)
+    n = min(len(mem), len(non))
+    return mem.images[torch.randperm(len(mem), generator=g)[:n]], non.images[torch.randperm(len(non), generator=g)[:n]]
+
+
+@register_attack("gan_membership", config=GanMembershipConfig, target="gan", needs=("members", "nonmembers"))
+def run_gan_membership(target: Any, view: Any, config: GanMembershipConfig) -> Result:
+    """Was this exact photo in the GAN's training set? LOGAN (Hayes et al. 2019) and GAN-Leaks (Chen et al. 2020)."""
+    from privgan.attacks.scoring import roc_signals
+
+    need_samples = config.ganleaks_pixel or config.ganleaks_embed
+    samples = target.draw(config.n_samples, seed=config.seed) if need_samples else None
+    size = tuple(samples.shape[-2:]) if samples is not None else None
+    mem, non = gan_membership_candidates(view, size, config.seed)
+    mem, non = mem[: config.max_candidates], non[: config.max_candidates]
+    sub: dict[str, MembershipScores] = {}
+    notes: list[str] = []
+    if config.logan:
+        if target.discriminator_scores is not None:
+            sub["logan"] = logan(target.discriminator_scores, mem, non)
+        else:
+            notes.append("LOGAN skipped: the target has no discriminator (give discriminator_attr)")
+    if config.ganleaks_pixel:
+        sub["ganleaks_pixel"] = gan_leaks_pixel(samples, mem, non)
+    if config.ganleaks_embed:
+        from privgan.faces.embedders import embed_batched, get_embedder
+
+        embedder = get_embedder(config.embedder, **(config.embedder_kwargs or {}))
+        sub["ganleaks_embed"] = gan_leaks_embedding(target.embeddings(config.n_samples, embedder, seed=config.seed),
+                                                    embed_batched(embedder, mem), embed_batched(embedder, non))
+    if not sub:
+        raise TypeError("no GAN membership attack could run: " + "; ".join(notes))
+    signals, counts = {}, {}
+    for name, r in sub.items():
+        signals[name], counts = roc_signals(r.scores, r.labels, n_boot=config.n_boot, seed=config.seed)
+    best, merged = merge_sub_attacks(signals, "auc")
+    return Result(attack="gan_membership", signals=merged, headline="auc", best=best, values=counts, notes=tuple(notes),
+                  scores={k: (r.scores, r.labels) for k, r in sub.items()},
+                  knowledge="black-box samples" + ("; white-box discriminator" if "logan" in sub else ""))

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
+from privgan.attacks.registry import register_attack
+from privgan.attacks.result import Gallery, Result, Signal
+from privgan.attacks.scoring import roc_signals
 from privgan.metrics.roc import membership_metrics
 
 #: FPRs reported for identity membership (TPR at 0.1%, 1% and 10% FPR).
@@ -260,3 +263,127 @@ def share_matching(sample_emb: torch.Tensor, ref_emb: torch.Tensor, threshold: f
         return float("nan")
     best = (sample_emb.float() @ ref_emb.float().T).max(1).values
     return float((best >= threshold).float().mean())
+
+
+@dataclass(frozen=True)
+class IdentityMatchConfig:
+    """Settings of the identity-membership attack on generated faces.
+
+    ``score`` (``max``, ``topk_mean`` over the ``k`` best samples, ``count_above`` a threshold
+    calibrated so that ``alpha`` samples per non-member exceed it) is the headline; the others
+    are reported too. ``verify_pair_far`` sets the verification threshold of the "samples that
+    look like someone" shares (pair false-accept rate on impostor pairs of the reference photos).
+    ``fd`` adds ``fd_face``, the Fréchet distance between sample and unseen real face embeddings.
+    """
+
+    n_samples: int = 1000
+    score: str = "topk_mean"
+    k: int = 5
+    alpha: float = 1.0
+    threshold: float | None = None
+    reduce: str = "mean"
+    embedder: str = "sface"
+    embedder_kwargs: dict | None = None
+    verify_pair_far: float = 1e-3
+    verify_threshold: float | None = None
+    fd: bool = True
+    n_gallery: int = 8
+    n_boot: int = 500
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.score not in IDENTITY_SCORES:
+            raise ValueError(f"score must be one of {', '.join(IDENTITY_SCORES)}, got {self.score!r}")
+        if self.n_samples < 2:
+            raise ValueError(f"n_samples must be >= 2, got {self.n_samples}")
+        if not 0 < self.verify_pair_far < 1:
+            raise ValueError(f"verify_pair_far must be in (0, 1), got {self.verify_pair_far}")
+
+
+def _identity_signals(res: IdentityMatchScores, n_boot: int, seed: int) -> dict[str, Signal]:
+    sig, _ = roc_signals(res.scores, res.labels, fprs=IDENTITY_FPRS, n_boot=n_boot, seed=seed)
+    return sig
+
+
+@register_attack("identity_match", config=IdentityMatchConfig, target="gan",
+                 needs=("heldout", "nonmembers", "nonmember_references"))
+def run_identity_match(target: Any, view: Any, config: IdentityMatchConfig) -> Result:
+    """Do a generator's samples look like the people it trained on? (Webster et al. 2021)."""
+    from privgan.faces.embedders import get_embedder
+    from privgan.metrics.frechet import frechet_distance
+    from privgan.metrics.thresholds import impostor_scores, threshold_at_far
+
+    embedder = get_embedder(config.embedder, **(config.embedder_kwargs or {}))
+    samples = target.draw(config.n_samples, seed=config.seed)
+    emb = target.embeddings(config.n_samples, embedder, seed=config.seed)
+    held, non = view.heldout, view.references_for_identity_match()
+    m_emb, n_emb = view.embeddings("heldout", embedder), view.embeddings("nonmember_references", embedder)
+    results = identity_match_all(emb, m_emb, held.labels, n_emb, non.labels, k=config.k, alpha=config.alpha,
+                                 threshold=config.threshold, reduce=config.reduce,
+                                 member_names=held.names or None, nonmember_names=non.names or None)
+    head = results[config.score]
+    subs = {name: _identity_signals(res, config.n_boot, config.seed) for name, res in results.items()}
+    signals = {f"{name}_{k}": s for name, sig in subs.items() for k, s in sig.items()}
+    signals.update(subs[config.score])
+    values: dict[str, float] = {"n_identities": float(len(head.labels)), "n_members": float(head.labels.sum()),
+                                "n_samples": float(len(emb))}
+    p = head.p_values()[head.labels == 1]
+    n_non = int((head.labels == 0).sum())
+    values |= {"members_p_min": float(p.min()), "members_p_median": float(p.median()),
+               "smallest_possible_p": 1.0 / (1 + n_non)}
+    over = set(view.overrepresented)
+    if over:
+        is_over = torch.tensor([n in over for n in head.names])
+        for group, keep in (("over", is_over | (head.labels == 0)), ("regular", ~is_over)):
+            sub = IdentityMatchScores(head.scores[keep], head.labels[keep], tuple(n for n, k in zip(head.names, keep) if k),
+                                      head.score, head.n_samples, head.threshold)
+            if sub.labels.min() != sub.labels.max():
+                signals[f"{group}_auc"] = _identity_signals(sub, config.n_boot, config.seed)["auc"]
+    threshold = config.verify_threshold
+    if threshold is None:
+        labels = torch.cat([held.labels, non.labels + int(held.labels.max()) + 1])
+        try:
+            threshold = threshold_at_far(impostor_scores(torch.cat([m_emb, n_emb]), labels), config.verify_pair_far)
+        except ValueError:
+            threshold = math.nan
+    values["verify_threshold"] = float(threshold)
+    if "count_above" in results:
+        values["count_above_threshold"] = results["count_above"].threshold
+    values["samples_matching_members"] = share_matching(emb, m_emb, threshold)
+    values["samples_matching_nonmembers"] = share_matching(emb, n_emb, threshold)
+    if config.fd:
+        real = view.embeddings("unseen", embedder)
+        values |= {"fd_face": frechet_distance(emb, real), "fd_face_n_real": float(len(real))}
+    counts = view.members.labels.bincount(minlength=len(held.names) or None).tolist() if view.members is not None else None
+    pvals = {s: res.p_values() for s, res in results.items()}
+    rows = []
+    for i, (name, lab) in enumerate(zip(head.names, head.labels.tolist())):
+        row: dict[str, Any] = {"identity": name, "member": lab,
+                               "group": "nonmember" if not lab else ("overrepresented" if name in over else "member"),
+                               "n_train": counts[i] if lab and counts is not None and i < len(counts) else 0}
+        for s, res in results.items():
+            row[s] = float(res.scores[i])
+            row[f"p_value_{s}"] = float(pvals[s][i])
+        rows.append(row)
+    gallery = _gallery(samples, emb, held, non, m_emb, n_emb, head.names, config)
+    return Result(attack="identity_match", signals=signals, headline="auc", best=config.score, values=values,
+                  rows=tuple(rows), images={"gallery": gallery} if gallery else {},
+                  knowledge="black-box samples; other photos of the candidate people")
+
+
+def _gallery(samples: torch.Tensor, emb: torch.Tensor, held: Any, non: Any, m_emb: torch.Tensor, n_emb: torch.Tensor,
+             names: Sequence[str], config: IdentityMatchConfig) -> Gallery | None:
+    """The best-matching samples next to the matched identity's closest reference photos."""
+    if config.n_gallery <= 0:
+        return None
+    n_members = int(held.labels.max()) + 1 if len(held) else 0
+    size = samples.shape[-1]
+    ref_x = torch.cat([held.resized(size).images, non.resized(size).images])
+    labels = torch.cat([held.labels, non.labels + n_members])
+    matches = top_matches(emb, torch.cat([m_emb, n_emb]), labels, names=list(names), n=config.n_gallery, reduce=config.reduce)
+    rows, captions = [], []
+    for t in matches:
+        rows.append(torch.cat([samples[t.sample_index : t.sample_index + 1], ref_x[list(t.reference_indices)]]))
+        kind = "member" if t.identity < n_members else "non-member"
+        captions.append(f"{t.name} ({kind}) sim {t.similarity:.2f}; closest refs " + ", ".join(f"{s:.2f}" for s in t.reference_similarities))
+    return Gallery(tuple(rows), tuple(captions)) if rows else None

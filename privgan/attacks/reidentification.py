@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
-from privgan.protocols import IdentityEmbedder
+from privgan.metrics.intervals import wilson_interval
 
 
 @dataclass(frozen=True)
@@ -21,9 +20,14 @@ class ReidResult:
     threshold: float
     n_identities: int
 
+    @property
+    def hits(self) -> torch.Tensor:
+        """Per probe: identified as the right person *and* above the verification threshold."""
+        return (self.predicted == self.labels) & (self.best_similarity >= self.threshold)
+
     def metrics(self, prefix: str = "") -> dict[str, float]:
         """reid_rate (right person and above threshold) with a Wilson 95% CI, top-1 and chance."""
-        hit = ((self.predicted == self.labels) & (self.best_similarity >= self.threshold)).float()
+        hit = self.hits.float()
         n = len(hit)
         lo, hi = wilson_interval(int(hit.sum()), n)
         return {
@@ -35,23 +39,6 @@ class ReidResult:
             f"{prefix}reid_verified": float((self.true_similarity >= self.threshold).float().mean()),
             f"{prefix}reid_cosine_true": float(self.true_similarity.mean()),
         }
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (sane at 0 and n)."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return max(0.0, c - h), min(1.0, c + h)
-
-
-@torch.no_grad()
-def embed_batched(embedder: IdentityEmbedder, faces: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    """Embed faces in batches (N x D unit vectors)."""
-    return torch.cat([embedder.embed(faces[i : i + batch_size]) for i in range(0, len(faces), batch_size)])
 
 
 def identify(
@@ -75,13 +62,3 @@ def identify(
     true_sim = per_id.gather(1, true_col.view(-1, 1)).squeeze(1)
     return ReidResult(pred, best, true_sim, probe_labels, float(threshold), len(ids))
 
-
-def impostor_threshold(embeddings: torch.Tensor, labels: torch.Tensor, *, far: float = 1e-3) -> float:
-    """Cosine threshold whose false-accept rate over all different-identity pairs is ``far``."""
-    sims = embeddings @ embeddings.T
-    diff = labels.view(-1, 1) != labels.view(1, -1)
-    iu = torch.triu(torch.ones_like(diff), diagonal=1)
-    imp = sims[diff & iu].double()
-    if len(imp) < 1 / far:
-        raise ValueError(f"{len(imp)} impostor pairs are too few to set a threshold at FAR {far:g}")
-    return float(torch.quantile(imp, 1 - far))

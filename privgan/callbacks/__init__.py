@@ -5,6 +5,7 @@ from privgan.callbacks.curve import PrivacyUtilityCurve
 from privgan.callbacks.gan_membership import GanMembershipAttack
 from privgan.callbacks.identity_match import IdentityMatchAttack
 from privgan.callbacks.inversion import InversionAttack
+from privgan.callbacks.manifest import MemberManifestArtifact
 from privgan.callbacks.membership import MembershipAttack
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "GanMembershipAttack",
     "IdentityMatchAttack",
     "InversionAttack",
+    "MemberManifestArtifact",
     "MembershipAttack",
     "PrivacyUtilityCurve",
 ]

@@ -1,4 +1,4 @@
-"""PrivacyUtilityCurve: a point (step, utility, privacy metrics, ε) after every attack, kept on disk."""
+"""PrivacyUtilityCurve: a typed point (step, utility, ε with δ, Results) after every attack, kept on disk."""
 
 from __future__ import annotations
 
@@ -9,120 +9,110 @@ from typing import Any, Sequence
 
 import lightning as L
 
+from privgan.attacks.result import Result
 from privgan.callbacks.base import run_dir
-from privgan.logging.local_files import write_csv, write_json
-from privgan.logging.wandb_helpers import log_table
-from privgan.plotting import plot_run_curve
-
-DEFAULT_PRIVACY_KEYS = (
-    "privacy/inversion_reid_rate",
-    "privacy/inversion_psnr_db",
-    "privacy/membership_auc",
-    "privacy/membership_tpr_at_fpr_0.01",
-)
+from privgan.reporting.points import DEFAULT_KEYS, CurvePoint, save_curve
 
 
 class PrivacyUtilityCurve(L.Callback):
-    """Collects attack results into curve points and writes ``curve.csv``, ``curve.json``, ``curve.png``.
+    """Collects Results into :class:`~privgan.reporting.points.CurvePoint` s; writes ``curve.csv``, ``curve.json``, ``curve.png``.
 
     A point is keyed by global step: attacks at the same step merge into one point, and a
     resumed run (the points live in the checkpoint) replaces rather than duplicates. Utility is
-    read from ``utility_key`` in the trainer's metrics (``utility_higher_is_better`` defaults to
-    False for Fréchet distances, True otherwise; the frontier uses it); ε from the module's ``epsilon()`` (inf
-    when training is not private). At the end of fit the curve goes to W&B as a table and a
-    line plot, and ``timing.json`` records attack seconds against training seconds.
+    the module's logged ``utility_key`` or, when the module logs none, the value of that name in a
+    Result of the same step (``utility/fd_face`` from the identity-match attack);
+    ``utility_higher_is_better`` defaults to False for Fréchet distances. ε and δ come from the
+    module's ``privacy_spent()`` (or its logged ``dp/epsilon`` and ``dp/delta``). At the end of
+    fit, ``timing.json`` records attack seconds against training seconds.
     """
 
-    def __init__(
-        self,
-        *,
-        utility_key: str = "utility/val_acc",
-        privacy_keys: Sequence[str] = DEFAULT_PRIVACY_KEYS,
-        utility_higher_is_better: bool | None = None,
-        out_dir: str | None = None,
-        plot: bool = True,
-    ) -> None:
+    def __init__(self, *, utility_key: str = "utility/val_acc", keys: Sequence[str] = DEFAULT_KEYS,
+                 utility_higher_is_better: bool | None = None, out_dir: str | None = None, plot: bool = True) -> None:
         self.utility_key = utility_key
         if utility_higher_is_better is None:  # distances (FD) are better when lower; accuracies when higher
             utility_higher_is_better = "fd" not in utility_key.rsplit("/", 1)[-1]
         self.utility_higher_is_better = utility_higher_is_better
-        self.privacy_keys = tuple(privacy_keys)
-        self.out_dir = out_dir
-        self.plot = plot
-        self.points: list[dict[str, Any]] = []
+        self.keys, self.out_dir, self.plot = tuple(keys), out_dir, plot
+        self.points: list[CurvePoint] = []
         self._t0: float | None = None
         self._elapsed_before = 0.0
 
-    def add(self, trainer: L.Trainer, pl_module: L.LightningModule, metrics: dict[str, float], *, source: str = "") -> dict[str, Any]:
-        """Merge ``metrics`` into the point at the current step and rewrite the files."""
+    def elapsed(self) -> float:
+        """Seconds of fit so far, across resumes."""
+        return self._elapsed_before + (time.perf_counter() - self._t0 if self._t0 else 0.0)
+
+    def _utility(self, trainer: L.Trainer, result: Result) -> float:
+        logged = trainer.callback_metrics.get(self.utility_key)
+        if logged is not None:
+            return float(logged)
+        return float(result.values.get(self.utility_key.rsplit("/", 1)[-1], math.nan))
+
+    def add_result(self, trainer: L.Trainer, pl_module: L.LightningModule, name: str, result: Result) -> CurvePoint:
+        """Merge ``result`` into the point at the current step and rewrite the files."""
         step = int(trainer.global_step)
-        point = next((p for p in self.points if p["step"] == step), None)
-        if point is None:
-            point = {"step": step}
-            self.points.append(point)
-            self.points.sort(key=lambda p: p["step"])
-        util = trainer.callback_metrics.get(self.utility_key)
-        eps = pl_module.epsilon() if hasattr(pl_module, "epsilon") else trainer.callback_metrics.get("dp/epsilon", math.inf)
-        point.update(
-            {
-                "epoch": int(trainer.current_epoch),
-                "utility": float(util) if util is not None else math.nan,
-                "utility_key": self.utility_key,
-                "utility_higher_is_better": self.utility_higher_is_better,
-                "epsilon": float(eps),
-                "fit_seconds": self._elapsed_before + (time.perf_counter() - self._t0 if self._t0 else 0.0),
-            }
-        )
-        point.update({k: float(v) for k, v in metrics.items()})
-        self._write(trainer)
+        old = next((p for p in self.points if p.step == step), None)
+        epsilon, delta = privacy_spent(trainer, pl_module)
+        utility = self._utility(trainer, result)
+        if old is not None and math.isnan(utility):
+            utility = old.utility
+        point = CurvePoint(step=step, epoch=int(trainer.current_epoch), utility_key=self.utility_key, utility=utility,
+                           utility_higher_is_better=self.utility_higher_is_better, epsilon=epsilon, delta=delta,
+                           fit_seconds=self.elapsed(), results=dict(old.results) if old else {}).with_result(name, result)
+        self.points = sorted([p for p in self.points if p.step != step] + [point], key=lambda p: p.step)
+        if trainer.is_global_zero:
+            self.write(run_dir(trainer, self.out_dir))
         return point
 
-    def _write(self, trainer: L.Trainer) -> None:
-        if not trainer.is_global_zero:
-            return
-        out = run_dir(trainer, self.out_dir)
-        write_csv(out / "curve.csv", self.points)
-        write_json(out / "curve.json", {"utility_key": self.utility_key, "points": self.points})
-        if self.plot:
-            plot_run_curve(self.points, self.privacy_keys, out / "curve.png", title=str(Path(out).name))
+    def write(self, out: Path) -> None:
+        """``curve.json`` (typed points), ``curve.csv`` (flat rows) and ``curve.png``."""
+        from privgan.reporting.local_files import write_csv
+        from privgan.reporting.plots import plot_run_curve
 
-    # -- timing ---------------------------------------------------------------------------------
+        save_curve(out / "curve.json", self.points)
+        write_csv(out / "curve.csv", [p.flat() for p in self.points])
+        if self.plot:
+            plot_run_curve(self.points, self.keys, out / "curve.png", title=str(Path(out).name))
+
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._t0 = time.perf_counter()
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        from privgan.callbacks.base import AttackCallback
+        from privgan.reporting.local_files import write_json
+        from privgan.reporting.wandb_helpers import log_table
 
-        total = self._elapsed_before + (time.perf_counter() - self._t0 if self._t0 else 0.0)
-        attacks = {
-            type(cb).__name__: cb.seconds_total + getattr(cb, "reference_seconds", 0.0)
-            for cb in trainer.callbacks
-            if isinstance(cb, AttackCallback)
-        }
-        runs = {type(cb).__name__: cb.runs for cb in trainer.callbacks if isinstance(cb, AttackCallback)}
-        spent = sum(attacks.values())
-        timing = {
-            "fit_seconds": total,
-            "attack_seconds": attacks,
-            "attack_runs": runs,
-            "attack_share_of_fit": spent / total if total > 0 else math.nan,
-            "train_seconds_without_attacks": total - spent,
-            "attack_failures": {
-                type(cb).__name__: cb.failures for cb in trainer.callbacks if isinstance(cb, AttackCallback) and cb.failures
-            },
-        }
-        write_json(run_dir(trainer, self.out_dir) / "timing.json", timing)
-        key_x = "utility"
-        key_y = next((k for k in self.privacy_keys if any(k in p for p in self.points)), None)
-        log_table(trainer, "curve/privacy_utility", self.points, line=(key_x, key_y) if key_y else None)
+        total = self.elapsed()
+        seconds: dict[str, float] = {}
+        runs: dict[str, int] = {}
+        for p in self.points:
+            for name, r in p.results.items():
+                seconds[name] = seconds.get(name, 0.0) + r.seconds
+                runs[name] = runs.get(name, 0) + 1
+        for cb in trainer.callbacks:  # time spent keeping shadow models in step counts as attack time
+            if getattr(cb, "shadow_seconds", 0.0):
+                seconds[cb.name] = seconds.get(cb.name, 0.0) + cb.shadow_seconds
+        spent = sum(seconds.values())
+        write_json(run_dir(trainer, self.out_dir) / "timing.json", {
+            "fit_seconds": total, "attack_seconds": seconds, "attack_runs": runs,
+            "attack_share_of_fit": spent / total if total > 0 else math.nan, "train_seconds_without_attacks": total - spent,
+        })
+        rows = [p.flat() for p in self.points]
+        flat_keys = ["privacy/" + k.replace("/", "_", 1) for k in self.keys]
+        y = next((k for k in flat_keys if any(k in r for r in rows)), None)
+        log_table(trainer, "curve/privacy_utility", rows, line=("utility", y) if y else None)
 
-    # -- resume -----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        elapsed = self._elapsed_before + (time.perf_counter() - self._t0 if self._t0 else 0.0)
-        return {"points": self.points, "elapsed": elapsed}
+        return {"points": [p.to_dict() for p in self.points], "elapsed": self.elapsed()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.points = list(state_dict.get("points", []))
+        self.points = [CurvePoint.from_dict(p) for p in state_dict.get("points", [])]
         self._elapsed_before = float(state_dict.get("elapsed", 0.0))
+
+
+def privacy_spent(trainer: L.Trainer, pl_module: L.LightningModule) -> tuple[float, float | None]:
+    """(ε, δ) so far: the module's ``privacy_spent()``, else its logged ``dp/epsilon`` and ``dp/delta``; (inf, None) if not private."""
+    if callable(getattr(pl_module, "privacy_spent", None)):
+        return pl_module.privacy_spent()
+    eps, delta = trainer.callback_metrics.get("dp/epsilon"), trainer.callback_metrics.get("dp/delta")
+    return (float(eps) if eps is not None else math.inf), (float(delta) if delta is not None else None)

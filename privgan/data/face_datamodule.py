@@ -3,32 +3,17 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from privgan.data.identity_folders import scan_identity_folders
+from privgan.data.identity_folders import LabeledImages, scan_identity_folders
 from privgan.data.manifest import SplitManifest, make_split
-from privgan.defences.dp import poisson_loader
-from privgan.logging.wandb_helpers import log_artifact
 from privgan.paths import lfw_root
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class LabeledImages:
-    """Images (N x 3 x H x W float in [0, 1]) with integer identity labels."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.labels)
 
 
 def default_face_root() -> str:
@@ -39,9 +24,10 @@ def default_face_root() -> str:
 class FaceIdentityDataModule(L.LightningDataModule):
     """Faces of K identities: members train the model, held-out photos are non-members.
 
-    Faces are detected and aligned once with MTCNN (cached on disk), resized to
-    ``image_size``. Auxiliary identities, disjoint from the K, are the attacker's own data.
-    Bad files (unreadable, empty, no face) are skipped and counted in ``skipped``.
+    Faces are detected and aligned once with MTCNN (cached on disk) and resized to
+    ``image_size`` (``privgan.faces.load_aligned``). Auxiliary identities, disjoint from the K,
+    are the attacker's own data. Bad files (unreadable, empty, no face) are skipped and counted
+    in ``skipped``. The split is saved as ``manifest.json`` in the trainer's ``default_root_dir``.
     """
 
     def __init__(
@@ -63,7 +49,6 @@ class FaceIdentityDataModule(L.LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
         self.root = root or default_face_root()
-        self.poisson_sampling = False
         self.manifest_: SplitManifest | None = None
         self.skipped: dict[str, list[str]] = {}
 
@@ -89,12 +74,14 @@ class FaceIdentityDataModule(L.LightningDataModule):
                 seed=hp.seed,
             )
         files = [f for part in (manifest.train, manifest.heldout, manifest.auxiliary) for v in part.values() for f in v]
-        faces = _align(files)
+        from privgan.faces.preprocess import load_aligned
+
+        faces = load_aligned(files, size=hp.image_size)
         self.skipped = faces.skipped
         if any(faces.skipped.values()):
             log.warning("privgan data: %s", faces.summary())
         ok = {str(p): i for i, p in enumerate(faces.paths)}
-        imgs = _resize(faces.images, hp.image_size)
+        imgs = faces.images
 
         def gather(part: dict[str, list[str]], labelled: bool) -> LabeledImages:
             idx, lab = [], []
@@ -112,9 +99,7 @@ class FaceIdentityDataModule(L.LightningDataModule):
             raise ValueError(f"no usable member or held-out faces after alignment in {self.root!r}: {faces.summary()}")
         self.manifest_ = manifest
         if self.trainer is not None and self.trainer.is_global_zero:
-            path = manifest.save(Path(self.trainer.default_root_dir) / "manifest.json")
-            log_artifact(self.trainer, path, name="member-manifest", kind="manifest",
-                         description="which photos were members: training photos, held-out photos and auxiliary identities")
+            manifest.save(Path(self.trainer.default_root_dir) / "manifest.json")
 
     # -- what attacks may use -----------------------------------------------------------------
     @property
@@ -154,15 +139,14 @@ class FaceIdentityDataModule(L.LightningDataModule):
 
     # -- loaders --------------------------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:
-        """Shuffled member batches; Poisson-sampled when a DP-SGD module asked for it."""
-        dl = DataLoader(
+        """Shuffled member batches (DP-SGD wiring makes them Poisson-sampled: ``make_private_in_trainer``)."""
+        return DataLoader(
             TensorDataset(self._train.images, self._train.labels),
             batch_size=self.hparams.batch_size,
             shuffle=True,
             num_workers=self.hparams.num_workers,
             generator=torch.Generator().manual_seed(self.hparams.seed),
         )
-        return poisson_loader(dl, enabled=self.poisson_sampling, seed=self.hparams.seed)
 
     def val_dataloader(self) -> DataLoader:
         """Held-out photos of the classifier identities (accuracy; non-members)."""
@@ -172,16 +156,3 @@ class FaceIdentityDataModule(L.LightningDataModule):
         """Same held-out photos as validation (no hyper-parameters are tuned on them)."""
         return self.val_dataloader()
 
-
-def _align(files: list[str]):
-    from privgan.faces.cache import align_files
-
-    return align_files([Path(f) for f in files])
-
-
-def _resize(images_u8: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 N x 3 x S x S -> float [0, 1] N x 3 x size x size (antialiased)."""
-    x = images_u8.float() / 255.0
-    if x.shape[-1] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return x.clamp(0, 1).contiguous()

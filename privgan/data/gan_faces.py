@@ -14,13 +14,10 @@ from pathlib import Path
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from privgan.data.identity_folders import eligible_identities, scan_identity_folders
 from privgan.data.manifest import JsonManifest, SplitError
-from privgan.defences.dp import poisson_loader
-from privgan.logging.wandb_helpers import log_artifact
 from privgan.paths import lfw_root
 
 log = logging.getLogger(__name__)
@@ -68,14 +65,6 @@ class GanSplitManifest(JsonManifest):
         }
 
 
-def _to_float(images_u8: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 N x 3 x S x S -> float [0, 1] N x 3 x size x size (antialiased)."""
-    x = images_u8.float() / 255.0
-    if len(x) and x.shape[-1] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return x.clamp(0, 1).contiguous()
-
-
 class GanFaceDataModule(L.LightningDataModule):
     """Aligned faces of member identities for GAN training, with the attacker's reference photos.
 
@@ -86,11 +75,11 @@ class GanFaceDataModule(L.LightningDataModule):
     ``over_train_images`` photos each (drawn from identities with that many photos; they come
     first in the member labels, and ``n_member_identities`` counts the regular members only).
     Every identity keeps ``reference_images`` photos the GAN never sees. Faces are aligned once
-    with MTCNN (cached) and resized to ``image_size``. Up to ``max_tries_per_identity`` photos
-    (default twice what is needed) are tried per identity; bad files are skipped and counted
-    in ``skipped``, and an identity left with too few usable faces is replaced by the next one
-    in the seeded order (listed in ``dropped``). The split is saved as ``manifest.json`` in
-    the trainer's ``default_root_dir``.
+    with MTCNN (cached) and resized to ``image_size`` (``privgan.faces.load_aligned``). Up to
+    ``max_tries_per_identity`` photos (default twice what is needed) are tried per identity;
+    bad files are skipped and counted in ``skipped``, and an identity left with too few usable
+    faces is replaced by the next one in the seeded order (listed in ``dropped``). The split is
+    saved as ``manifest.json`` in the trainer's ``default_root_dir``.
     """
 
     def __init__(
@@ -125,7 +114,6 @@ class GanFaceDataModule(L.LightningDataModule):
         self.save_hyperparameters()
         self.root = root or str(lfw_root() / "images_deepfunneled")
         self.design = design
-        self.poisson_sampling = False
         self.manifest_: GanSplitManifest | None = None
         self.skipped: dict[str, list[str]] = {}
         self.dropped: dict[str, str] = {}
@@ -133,7 +121,7 @@ class GanFaceDataModule(L.LightningDataModule):
     # -- split -------------------------------------------------------------------------------------
     def _make_split(self) -> tuple[GanSplitManifest, dict[str, torch.Tensor]]:
         """Walk identities in seeded order, aligning their photos, until every group is filled."""
-        from privgan.faces.cache import align_files
+        from privgan.faces.preprocess import load_aligned
 
         hp = self.hparams
         folders = scan_identity_folders(self.root)
@@ -175,7 +163,7 @@ class GanFaceDataModule(L.LightningDataModule):
                     continue
                 files = [str(f) for f in folders[name]]
                 rng.shuffle(files)
-                res = align_files(files[: max(tries, want)])
+                res = load_aligned(files[: max(tries, want)], size=hp.image_size)
                 for reason, paths in res.skipped.items():
                     skipped.setdefault(reason, []).extend(paths)
                 usable = [str(p) for p in res.paths]
@@ -215,12 +203,12 @@ class GanFaceDataModule(L.LightningDataModule):
 
     def _load_manifest(self, path: str) -> tuple[GanSplitManifest, dict[str, torch.Tensor]]:
         """Files of a saved manifest, aligned (cached); files that no longer align are skipped."""
-        from privgan.faces.cache import align_files
+        from privgan.faces.preprocess import load_aligned
 
         manifest = GanSplitManifest.load(path)
         parts = (manifest.train, manifest.member_references, manifest.nonmember_references, manifest.nonmember_others)
         files = [f for part in parts for v in part.values() for f in v]
-        res = align_files(files)
+        res = load_aligned(files, size=self.hparams.image_size)
         self.skipped = {k: v for k, v in res.skipped.items() if v}
         self.root, self.design = manifest.root, manifest.design
         return manifest, {str(p): img for p, img in zip(res.paths, res.images)}
@@ -244,8 +232,8 @@ class GanFaceDataModule(L.LightningDataModule):
                     if f in crops:
                         idx_files.append(crops[f])
                         lab.append(k)
-            imgs = torch.stack(idx_files) if idx_files else torch.empty(0, 3, 112, 112, dtype=torch.uint8)
-            return _to_float(imgs, hp.image_size), torch.tensor(lab, dtype=torch.long)
+            imgs = torch.stack(idx_files) if idx_files else torch.empty(0, 3, hp.image_size, hp.image_size)
+            return imgs, torch.tensor(lab, dtype=torch.long)
 
         self._train = gather(manifest.train, manifest.members)
         self._member_refs = gather(manifest.member_references, manifest.members)
@@ -258,9 +246,7 @@ class GanFaceDataModule(L.LightningDataModule):
             )
         self.manifest_ = manifest
         if self.trainer is not None and self.trainer.is_global_zero:
-            path = manifest.save(Path(self.trainer.default_root_dir) / "manifest.json")
-            log_artifact(self.trainer, path, name="member-manifest", kind="manifest",
-                         description="which photos were members: member and non-member identities, training and reference photos")
+            manifest.save(Path(self.trainer.default_root_dir) / "manifest.json")
 
     def _require_setup(self) -> None:
         if self.manifest_ is None:
@@ -322,13 +308,12 @@ class GanFaceDataModule(L.LightningDataModule):
 
     # -- loaders -------------------------------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:
-        """Shuffled ``(images,)`` batches of training photos; Poisson-sampled when a DP module asked for it."""
+        """Shuffled ``(images,)`` batches of training photos (DP-SGD wiring makes them Poisson-sampled)."""
         self._require_setup()
-        dl = DataLoader(
+        return DataLoader(
             TensorDataset(self._train[0]),
             batch_size=self.hparams.batch_size,
             shuffle=True,
             num_workers=self.hparams.num_workers,
             generator=torch.Generator().manual_seed(self.hparams.seed),
         )
-        return poisson_loader(dl, enabled=self.poisson_sampling, seed=self.hparams.seed)

@@ -1,13 +1,27 @@
-"""Scan identity-per-folder image trees (``root/<identity>/*.jpg``, the LFW layout)."""
+"""Identity-per-folder image trees (``root/<identity>/*.jpg``, the LFW layout) and labelled images of identities."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from privgan.paths import require_dir
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+@dataclass(frozen=True)
+class LabeledImages:
+    """Images (N x 3 x H x W float in [0, 1]) with integer identity labels."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
 
 
 def scan_identity_folders(

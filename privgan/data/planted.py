@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from privgan.data.identity_folders import scan_identity_folders
+
 #: The edits applied to every planted copy, in order.
 COPY_EDITS = ("jpeg_q70", "crop_90pct", "flip", "brightness_pm10pct")
 
@@ -51,13 +53,19 @@ def edited_copies(
     return (x * factor).clamp(0, 1)
 
 
-def outsider_identities(root: str | os.PathLike, exclude: set[str], *, count: int, min_images: int = 1, seed: int = 0) -> list[str]:
-    """``count`` identity folders under ``root`` not in ``exclude`` (people outside the study), drawn with ``seed``."""
-    names = sorted(e.name for e in os.scandir(root) if e.is_dir() and e.name not in exclude
-                   and len(os.listdir(e.path)) >= min_images)
-    if len(names) < count:
+def outsider_identities(root: str | os.PathLike, exclude: set[str], *, count: int | None = None, min_images: int = 1,
+                        seed: int = 0) -> dict[str, list[Path]]:
+    """People outside the study: identity folders under ``root`` not in ``exclude`` -> their sorted photos.
+
+    Those with at least ``min_images`` photos are shuffled by ``random.Random(seed)`` and the first
+    ``count`` (default all) kept in that order: every caller draws here, so one seed gives the same people.
+    """
+    folders = {n: f for n, f in scan_identity_folders(root).items() if n not in exclude and len(f) >= min_images}
+    names = list(folders)
+    if count is not None and len(names) < count:
         raise ValueError(f"{root}: {len(names)} identities outside the study with >= {min_images} photos, {count} needed")
-    return sorted(random.Random(seed).sample(names, count))
+    random.Random(seed).shuffle(names)
+    return {n: folders[n] for n in names[:count]}
 
 
 def outsider_faces(
@@ -65,23 +73,14 @@ def outsider_faces(
     cache_dir: Path | None = None,
 ) -> tuple[torch.Tensor, list[str]]:
     """``n`` aligned faces (N x 3 x size x size in [0, 1]) of people outside ``exclude``, ``per_identity`` each, and their names."""
-    from privgan.faces.cache import align_files
+    from privgan.faces.preprocess import load_aligned
 
-    root = Path(root)
-    need = -(-n // per_identity)
-    names = outsider_identities(root, exclude, count=min(need * 2, len(os.listdir(root)) - len(exclude)), seed=seed)
-    faces: list[torch.Tensor] = []
-    used: list[str] = []
-    for name in names:
-        files = sorted((root / name).iterdir())[:per_identity]
-        got = align_files(files, cache_dir=cache_dir).images
-        if len(got):
-            faces.append(got)
-            used += [name] * len(got)
+    faces, used = [], []
+    for name, photos in outsider_identities(root, exclude, seed=seed).items():
+        faces.append(load_aligned(photos[:per_identity], size=size, cache_dir=cache_dir).images)
+        used += [name] * len(faces[-1])
         if len(used) >= n:
             break
     if len(used) < n:
         raise ValueError(f"{root}: only {len(used)} aligned outsider faces, {n} needed")
-    x = torch.cat(faces)[:n].float() / 255
-    x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
-    return x, used[:n]
+    return torch.cat(faces)[:n], used[:n]

@@ -7,8 +7,9 @@ Layout (each part optional; an attack that needs a missing part says which folde
     root/nonmembers/<identity>/*.jpg   photos of identities outside the training set
     root/auxiliary/<identity>/*.jpg    the attacker's own faces, disjoint from all of the above
 
-Photos are aligned with MTCNN (disk-cached) unless ``align=False`` (already aligned crops),
-then resized to ``image_size``. It offers the methods privgan's DataModules offer to attacks:
+Photos go through ``privgan.faces.load_aligned``: MTCNN-aligned (disk-cached) with
+``align="mtcnn"``, taken as they are with ``align="none"`` (already aligned crops; ``False`` means
+the same), then resized to ``image_size``. It offers the methods privgan's DataModules offer to attacks:
 ``members()`` / ``nonmembers()`` / ``auxiliary()`` for split models (``nonmembers`` = the
 held-out photos), and ``train_images()`` / ``member_references()`` / ``nonmember_references()``
 / ``heldout_images()`` for GANs.
@@ -19,13 +20,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
 
-from privgan.data.face_datamodule import LabeledImages
-from privgan.data.identity_folders import scan_identity_folders
+from privgan.data.identity_folders import LabeledImages, scan_identity_folders
 
 PARTS = ("members", "heldout", "nonmembers", "auxiliary")
 
@@ -33,7 +30,7 @@ PARTS = ("members", "heldout", "nonmembers", "auxiliary")
 class ReferenceFolder:
     """Members, held-out, non-member and auxiliary photos read from ``root/<part>/<identity>/``."""
 
-    def __init__(self, root: str | os.PathLike, *, image_size: int = 64, align: bool = True,
+    def __init__(self, root: str | os.PathLike, *, image_size: int = 64, align: str | bool = "mtcnn",
                  classes: list[str] | None = None, cache_dir: str | None = None) -> None:
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
@@ -41,7 +38,10 @@ class ReferenceFolder:
         present = [p for p in PARTS if (self.root / p).is_dir()]
         if not present:
             raise ValueError(f"{str(self.root)!r} has none of the sub-folders {', '.join(PARTS)} (see privgan.data.reference_folder)")
-        self.image_size, self.align, self.cache_dir = image_size, align, cache_dir
+        self.image_size, self.cache_dir = image_size, cache_dir
+        self.align = ("mtcnn" if align else "none") if isinstance(align, bool) else align
+        if self.align not in ("mtcnn", "none"):
+            raise ValueError(f"align must be 'mtcnn' or 'none' (privgan.faces.ALIGN_METHODS), got {align!r}")
         self.classes = list(classes) if classes is not None else None
         self.skipped: dict[str, list[str]] = {}
         self._parts: dict[str, LabeledImages] = {}
@@ -86,32 +86,12 @@ class ReferenceFolder:
         return self._parts[part]
 
     def _read(self, files: list[Path]) -> torch.Tensor:
-        if self.align:
-            from privgan.faces.cache import align_files
+        from privgan.faces.preprocess import load_aligned
 
-            res = align_files(files, cache_dir=Path(self.cache_dir) if self.cache_dir else None)
-            for k, v in res.skipped.items():
-                self.skipped.setdefault(k, []).extend(v)
-            x = res.images.float() / 255 if len(res.images) else torch.empty(0, 3, 112, 112)
-        else:
-            crops = []
-            for f in files:
-                try:
-                    with Image.open(f) as im:
-                        crops.append(torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1))
-                except (OSError, UnidentifiedImageError) as e:
-                    self.skipped.setdefault("unreadable", []).append(f"{f}: {e}")
-                    continue
-            x = torch.stack([self._resize(c[None])[0] for c in crops]) if crops else torch.empty(0, 3, 1, 1)
-        if len(x) == 0:
-            return torch.empty(0, 3, self.image_size, self.image_size)
-        return self._resize(x)
-
-    def _resize(self, x: torch.Tensor) -> torch.Tensor:
-        """To ``image_size`` (antialiased); images already that size are left untouched."""
-        if tuple(x.shape[-2:]) == (self.image_size, self.image_size):
-            return x.clamp(0, 1)
-        return F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+        res = load_aligned(files, size=self.image_size, align=self.align, cache_dir=self.cache_dir)
+        for k, v in res.skipped.items():
+            self.skipped.setdefault(k, []).extend(v)
+        return res.images
 
     def _skip_summary(self) -> str:
         return ", ".join(f"{k}: {len(v)}" for k, v in self.skipped.items() if v) or "no files skipped"

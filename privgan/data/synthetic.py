@@ -7,8 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from privgan.data.face_datamodule import LabeledImages
-from privgan.defences.dp import poisson_loader
+from privgan.data.identity_folders import LabeledImages
 
 
 def smooth_images(n: int, size: int, *, generator: torch.Generator, coarse: int = 4) -> torch.Tensor:
@@ -39,7 +38,6 @@ class SyntheticIdentityDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.poisson_sampling = False
         self._ready = False
 
     @property
@@ -77,8 +75,7 @@ class SyntheticIdentityDataModule(L.LightningDataModule):
         return torch.arange(len(self._aux))
 
     def train_dataloader(self) -> DataLoader:
-        dl = DataLoader(TensorDataset(self._train.images, self._train.labels), batch_size=self.hparams.batch_size, shuffle=True)
-        return poisson_loader(dl, enabled=self.poisson_sampling, seed=self.hparams.seed)
+        return DataLoader(TensorDataset(self._train.images, self._train.labels), batch_size=self.hparams.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(TensorDataset(self._heldout.images, self._heldout.labels), batch_size=256)

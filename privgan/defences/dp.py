@@ -54,16 +54,6 @@ def as_dpsgd(dp: "DPSGD | dict | None") -> "DPSGD | None":
     raise DPConfigError(f"dp must be DPSGD settings or a dict, got {type(dp).__name__}")
 
 
-def poisson_loader(loader: DataLoader, *, enabled: bool = True, seed: int | None = None) -> DataLoader:
-    """``loader`` as Opacus's Poisson-sampled DPDataLoader when ``enabled`` (what DP-SGD accounting assumes)."""
-    if not enabled:
-        return loader
-    from opacus.data_loader import DPDataLoader
-
-    gen = torch.Generator().manual_seed(seed) if seed is not None else None
-    return DPDataLoader.from_data_loader(loader, generator=gen)
-
-
 @contextlib.contextmanager
 def dp_hooks_paused(state: "DPState | None") -> Iterator[None]:
     """Switch Opacus's per-sample-gradient hooks off while an attack runs gradients through the model.
@@ -132,28 +122,15 @@ def make_private(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Secure RNG turned off.*")
         warnings.filterwarnings("ignore", message=".*Optimal order is the.*")
+        common = dict(module=model, optimizer=optimizer, data_loader=data_loader, max_grad_norm=config.max_grad_norm,
+                      poisson_sampling=True)
         if config.target_epsilon is not None:
             if not epochs or epochs < 1:
                 raise DPConfigError("dp.target_epsilon needs a finite trainer.max_epochs to plan the noise for")
-            gsm, opt, dl = engine.make_private_with_epsilon(
-                module=model,
-                optimizer=optimizer,
-                data_loader=data_loader,
-                target_epsilon=config.target_epsilon,
-                target_delta=config.delta,
-                epochs=epochs,
-                max_grad_norm=config.max_grad_norm,
-                poisson_sampling=True,
-            )
+            gsm, opt, _ = engine.make_private_with_epsilon(
+                **common, target_epsilon=config.target_epsilon, target_delta=config.delta, epochs=epochs)
         else:
-            gsm, opt, dl = engine.make_private(
-                module=model,
-                optimizer=optimizer,
-                data_loader=data_loader,
-                noise_multiplier=config.noise_multiplier,
-                max_grad_norm=config.max_grad_norm,
-                poisson_sampling=True,
-            )
+            gsm, opt, _ = engine.make_private(**common, noise_multiplier=config.noise_multiplier)
     return DPState(gsm, opt, engine, config, sample_rate=1.0 / len(data_loader))
 
 
@@ -165,22 +142,34 @@ def make_private_in_trainer(
     *,
     accountant_state: dict | None = None,
 ) -> DPState:
-    """``make_private`` from a LightningModule's configure_optimizers: Poisson-samples its datamodule.
+    """``make_private`` from a LightningModule's configure_optimizers, Poisson-sampling the trainer's datamodule.
 
-    The datamodule must have a ``poisson_sampling`` flag (privgan's do): the plain loader sets
-    the sample rate, then the flag makes ``train_dataloader`` return the DPDataLoader that the
-    accountant assumes. A restored accountant (from a checkpoint) continues the ε history.
+    Any LightningDataModule works: its plain ``train_dataloader()`` plans the sample rate, then
+    ``train_dataloader`` on the datamodule *instance* is replaced by one that returns Opacus's
+    ``DPDataLoader.from_data_loader(original())`` while the datamodule is attached to ``trainer``.
+    Lightning 2.x calls configure_optimizers in strategy setup and requests the train loader
+    after it (``fit_loop.setup_data``), so training runs on the Poisson batches the accountant
+    assumes. Draws are seeded by the datamodule's ``seed`` hyper-parameter if it has one (else
+    torch's global RNG). A restored accountant (from a checkpoint) continues the ε history.
     """
     dm = trainer.datamodule
-    if dm is None or not hasattr(dm, "poisson_sampling"):
+    if dm is None:
         raise DPConfigError(
-            "DP-SGD needs Poisson sampling: use a privgan DataModule, or give yours a `poisson_sampling` "
-            "flag whose train_dataloader then returns privgan.defences.dp.poisson_loader(...)"
+            "DP-SGD needs Poisson sampling of the training data: pass it as a LightningDataModule "
+            "(trainer.fit(model, datamodule=...)), whose train_dataloader privgan then wraps"
         )
-    dm.poisson_sampling = False
-    plain = dm.train_dataloader()
-    state = make_private(model, optimizer, plain, config, epochs=trainer.max_epochs)
-    dm.poisson_sampling = True
+    from opacus.data_loader import DPDataLoader
+
+    plain = getattr(dm.train_dataloader, "privgan_plain", dm.train_dataloader)  # a datamodule wrapped by an earlier fit
+    state = make_private(model, optimizer, plain(), config, epochs=trainer.max_epochs)
+    seed = dm.hparams.get("seed")
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+
+    def train_dataloader() -> DataLoader:
+        return DPDataLoader.from_data_loader(plain(), generator=generator) if dm.trainer is trainer else plain()
+
+    train_dataloader.privgan_plain = plain
+    dm.train_dataloader = train_dataloader
     if accountant_state is not None:
         state.engine.accountant.load_state_dict(accountant_state)
     return state

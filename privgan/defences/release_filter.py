@@ -14,8 +14,9 @@ from typing import Sequence
 
 import torch
 
-from privgan.attacks.reidentification import embed_batched, wilson_interval
-from privgan.protocols import IdentityEmbedder
+from privgan.faces.embedders import embed_batched
+from privgan.metrics.intervals import wilson_interval
+from privgan.faces.embedders import IdentityEmbedder
 
 
 @dataclass(frozen=True)
@@ -51,32 +52,32 @@ class Verdicts:
 class ReleaseFilter:
     """Blocks samples whose best cosine similarity to any training photo (or its mirror image) exceeds ``threshold``.
 
-    ``ReleaseFilter.calibrate(...)`` sets the threshold so that a share ``far`` of faces of
+    ``ReleaseFilter.calibrate(...)`` sets the threshold so that a share ``block_rate`` of faces of
     people outside the training set would be blocked; ``check(samples)`` gives verdicts and
     ``filter(samples)`` the samples that may be released (for serving-time filtering).
     """
 
     def __init__(self, embedder: IdentityEmbedder, train_embeddings: torch.Tensor, train_labels: torch.Tensor,
-                 names: Sequence[str], *, threshold: float, far: float | None = None, batch_size: int = 256,
+                 names: Sequence[str], *, threshold: float, block_rate: float | None = None, batch_size: int = 256,
                  n_photos: int | None = None) -> None:
         if train_embeddings.ndim != 2 or len(train_embeddings) != len(train_labels) or len(train_embeddings) == 0:
             raise ValueError(f"need N x D training embeddings with N labels, got {tuple(train_embeddings.shape)} and {len(train_labels)}")
         if int(train_labels.max()) >= len(names):
             raise ValueError(f"labels go up to {int(train_labels.max())} but only {len(names)} identity names were given")
         self.embedder, self.gallery, self.labels = embedder, train_embeddings.float(), train_labels.long()
-        self.names, self.threshold, self.far, self.batch_size = tuple(names), float(threshold), far, batch_size
+        self.names, self.threshold, self.block_rate, self.batch_size = tuple(names), float(threshold), block_rate, batch_size
         self.n_photos = n_photos or len(train_embeddings)  # gallery rows beyond this are mirror images of photo i % n_photos
 
     @classmethod
     def calibrate(cls, embedder: IdentityEmbedder, train_faces: torch.Tensor, train_labels: torch.Tensor, names: Sequence[str],
-                  outsider_faces: torch.Tensor, *, far: float = 1e-3, mirrored: bool = True, batch_size: int = 256) -> "ReleaseFilter":
+                  outsider_faces: torch.Tensor, *, block_rate: float = 1e-3, mirrored: bool = True, batch_size: int = 256) -> "ReleaseFilter":
         """Embed the training photos (and, with ``mirrored``, their mirror images: GANs train on flips); set the
-        threshold that blocks a share ``far`` of ``outsider_faces``."""
-        if not 0 < far < 1:
-            raise ValueError(f"far must be in (0, 1), got {far}")
-        need = math.ceil(1 / far)
+        threshold that blocks a share ``block_rate`` of ``outsider_faces``."""
+        if not 0 < block_rate < 1:
+            raise ValueError(f"block_rate must be in (0, 1), got {block_rate}")
+        need = math.ceil(1 / block_rate)
         if len(outsider_faces) < need:
-            raise ValueError(f"calibrating at FAR {far:g} needs at least {need} faces of people outside the training set; "
+            raise ValueError(f"calibrating at block rate {block_rate:g} needs at least {need} faces of people outside the training set; "
                              f"got {len(outsider_faces)}")
         gallery = embed_batched(embedder, train_faces, batch_size=batch_size)
         labels = train_labels
@@ -84,9 +85,9 @@ class ReleaseFilter:
             gallery = torch.cat([gallery, embed_batched(embedder, train_faces.flip(-1), batch_size=batch_size)])
             labels = torch.cat([train_labels, train_labels])
         best = (embed_batched(embedder, outsider_faces, batch_size=batch_size) @ gallery.T).max(1).values
-        k = int(math.floor(far * len(best)))  # block strictly above the (k+1)-th highest: at most k outsiders
+        k = int(math.floor(block_rate * len(best)))  # block strictly above the (k+1)-th highest: at most k outsiders
         threshold = float(best.sort(descending=True).values[k])
-        return cls(embedder, gallery, labels, names, threshold=threshold, far=far, batch_size=batch_size,
+        return cls(embedder, gallery, labels, names, threshold=threshold, block_rate=block_rate, batch_size=batch_size,
                    n_photos=len(train_faces))
 
     def check(self, samples: torch.Tensor) -> Verdicts:

@@ -25,7 +25,7 @@ MISSING, EMPTY, UNREADABLE, NO_FACE = "missing", "empty file", "unreadable", "no
 class AlignedFaces:
     """Aligned crops of the files that had a face, in input order, and why the others were skipped."""
 
-    images: torch.Tensor = field(repr=False)  # N_ok x 3 x size x size uint8 RGB
+    images: torch.Tensor = field(repr=False)  # N_ok x 3 x size x size RGB: uint8 (align_files), float in [0, 1] (load_aligned)
     paths: list[Path]
     skipped: dict[str, list[str]]  # reason (MISSING, EMPTY, UNREADABLE, NO_FACE) -> file paths
     n_cached: int = 0  # files answered from the disk cache (crops and "no face" records)

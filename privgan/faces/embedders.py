@@ -4,14 +4,34 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Protocol, Sequence, TypeVar, runtime_checkable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from privgan.faces.preprocess import resize_faces
 from privgan.paths import MissingDataError
-from privgan.protocols import IdentityEmbedder
+
+
+@runtime_checkable
+class IdentityEmbedder(Protocol):
+    """Maps aligned face crops to L2-normalised identity embeddings.
+
+    ``embed`` takes float N x 3 x H x W RGB in [0, 1], aligned to the ArcFace 112x112 template
+    (any H = W; resized inside by ``resize_faces``), and returns N x D unit vectors (cosine = dot product).
+    """
+
+    name: str
+
+    def embed(self, faces: torch.Tensor) -> torch.Tensor: ...
+
+
+@torch.no_grad()
+def embed_batched(embedder: IdentityEmbedder, faces: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """Embed faces in batches (N x D unit vectors)."""
+    return torch.cat([embedder.embed(faces[i : i + batch_size]) for i in range(0, len(faces), batch_size)])
+
 
 _REGISTRY: dict[str, Callable[..., IdentityEmbedder]] = {}
 T = TypeVar("T", bound=Callable[..., IdentityEmbedder])
@@ -37,6 +57,17 @@ def available_embedders() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def get_embedder(name: str, **kwargs: Any) -> IdentityEmbedder:
+    """``build_embedder`` once per (name, settings) in this process: attacks that run every epoch share one model."""
+    key = (name, repr(sorted(kwargs.items())))
+    if key not in _BUILT:
+        _BUILT[key] = build_embedder(name, **kwargs)
+    return _BUILT[key]
+
+
+_BUILT: dict[tuple[str, str], IdentityEmbedder] = {}
+
+
 def build_embedder(name: str, **kwargs: Any) -> IdentityEmbedder:
     """Build a registered embedder by name; kwargs go to its constructor."""
     if name not in _REGISTRY:
@@ -52,13 +83,6 @@ def _check_faces(faces: torch.Tensor) -> torch.Tensor:
     if not faces.is_floating_point():
         raise ValueError(f"faces must be float RGB in [0, 1], got dtype {faces.dtype} (divide uint8 by 255)")
     return faces.detach().to("cpu", torch.float32)
-
-
-def _resize(faces: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize square crops to size x size (bilinear, antialiased when shrinking); no-op when equal."""
-    if faces.shape[-2:] == (size, size):
-        return faces
-    return F.interpolate(faces, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
 def _unit(x: np.ndarray) -> torch.Tensor:
@@ -102,7 +126,7 @@ class SFaceEmbedder:
     @torch.no_grad()
     def embed(self, faces: torch.Tensor) -> torch.Tensor:
         """N x 128 unit vectors for aligned RGB crops in [0, 1]."""
-        x = _resize(_check_faces(faces), self.input_size)
+        x = resize_faces(_check_faces(faces), self.input_size)
         u8 = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
         feats = [self._net.feature(np.ascontiguousarray(img[:, :, ::-1])).reshape(-1) for img in u8]
         if not feats:
@@ -149,7 +173,7 @@ class OnnxEmbedder:
     @torch.no_grad()
     def embed(self, faces: torch.Tensor) -> torch.Tensor:
         """N x D unit vectors for aligned RGB crops in [0, 1]."""
-        x = _resize(_check_faces(faces), self.input_size)
+        x = resize_faces(_check_faces(faces), self.input_size)
         if self.bgr:
             x = x.flip(1)
         x = ((x - self.mean) / self.std).numpy()
@@ -205,6 +229,6 @@ class FacenetEmbedder:
     @torch.no_grad()
     def embed(self, faces: torch.Tensor) -> torch.Tensor:
         """N x 512 unit vectors for aligned RGB crops in [0, 1] (facenet's fixed_image_standardization)."""
-        x = _resize(_check_faces(faces), self.input_size)
+        x = resize_faces(_check_faces(faces), self.input_size)
         x = (x * 255.0 - 127.5) / 128.0
         return F.normalize(self.model(x.to(self.device)).float().cpu(), p=2, dim=1)

@@ -13,9 +13,10 @@ import torch
 
 from privgan.faces.align import FaceAligner, warp_to_template
 from privgan.faces.cache import NO_FACE, align_files, read_rgb
-from privgan.metrics.roc import auc_score, roc_curve
+from privgan.metrics.roc import auc_score
+from privgan.metrics.thresholds import tar_at_far
 from privgan.paths import MissingDataError, lfw_root, require_dir
-from privgan.protocols import IdentityEmbedder
+from privgan.faces.embedders import IdentityEmbedder
 
 #: Mean MTCNN landmarks over 300 random LFW deep-funneled 250x250 images (left eye, right eye, nose,
 #: mouth left, mouth right). Images where MTCNN finds no face are warped with these fixed points:
@@ -131,13 +132,6 @@ def kfold_accuracy(scores: np.ndarray, labels: np.ndarray, folds: np.ndarray) ->
         accs.append(float(((scores[test] >= t) == (labels[test] == 1)).mean()))
         thrs.append(t)
     return accs, thrs
-
-
-def tar_at_far(scores: np.ndarray, labels: np.ndarray, far: float = FAR_TARGET) -> tuple[float, float]:
-    """(TAR, threshold) at the smallest threshold whose FAR <= far on these pairs; no interpolation."""
-    fpr, tpr, thr = roc_curve(scores, labels)
-    i = int(np.nonzero(fpr <= far + 1e-12)[0][-1])
-    return float(tpr[i]), float(thr[i])
 
 
 def _fallback_crop(path: Path, size: int) -> np.ndarray | None:

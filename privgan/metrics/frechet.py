@@ -2,34 +2,26 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.linalg import sqrtm
 
 from privgan.metrics.roc import ArrayLike, _np
 from privgan.paths import MissingDataError
-from privgan.protocols import IdentityEmbedder
+from privgan.faces.embedders import IdentityEmbedder, embed_batched
 
 #: torchvision's ImageNet Inception-v3 file name (what ``inception_v3(weights="DEFAULT")`` downloads).
 TORCHVISION_INCEPTION_FILE = "inception_v3_google-0cc3c7bd.pth"
 
 
-def _sqrtm(m: np.ndarray) -> np.ndarray:
-    from scipy.linalg import sqrtm
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # scipy warns on singular input; we check the result ourselves
-        out = sqrtm(m)
-    return out[0] if isinstance(out, tuple) else out
-
-
 def frechet_distance(feats_a: ArrayLike, feats_b: ArrayLike, *, eps: float = 1e-6) -> float:
     """|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2)) of Gaussians fitted to two N x D feature sets.
 
-    The matrix square root is scipy's; when it is not finite (singular covariances, fewer
+    The matrix square root is ``scipy.linalg.sqrtm`` (torchmetrics has no public function for
+    this on precomputed features); when it is not finite (singular covariances, fewer
     samples than dimensions) ``eps`` is added to both diagonals; a non-negligible imaginary
     part is an error, a tiny one (numerical noise) is dropped.
     """
@@ -40,10 +32,10 @@ def frechet_distance(feats_a: ArrayLike, feats_b: ArrayLike, *, eps: float = 1e-
         raise ValueError(f"need at least 2 feature vectors per set, got {len(a)} and {len(b)}")
     mu_a, mu_b = a.mean(0), b.mean(0)
     s_a, s_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
-    covmean = _sqrtm(s_a @ s_b)
+    covmean = sqrtm(s_a @ s_b)
     if not np.isfinite(covmean).all():
         off = np.eye(len(s_a)) * eps
-        covmean = _sqrtm((s_a + off) @ (s_b + off))
+        covmean = sqrtm((s_a + off) @ (s_b + off))
     if np.iscomplexobj(covmean):
         imag = np.abs(covmean.imag).max()
         if imag > 1e-3 * max(1.0, np.abs(covmean.real).max()):
@@ -59,8 +51,6 @@ def fd_face(samples: torch.Tensor, real: torch.Tensor, embedder: IdentityEmbedde
     Works offline with any identity embedder (SFace by default in privgan). Like every Fréchet
     distance it is biased upward for small sets: compare numbers computed on equal counts.
     """
-    from privgan.attacks.reidentification import embed_batched
-
     return frechet_distance(embed_batched(embedder, samples, batch_size), embed_batched(embedder, real, batch_size))
 
 

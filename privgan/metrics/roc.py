@@ -1,11 +1,14 @@
-"""ROC AUC and TPR at a fixed low FPR, with bootstrap confidence intervals."""
+"""ROC curve and AUC (torchmetrics), TPR at a fixed low FPR (privgan's, strict), stratified bootstrap CIs (scipy)."""
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from scipy.stats import bootstrap
+from torchmetrics.functional.classification import binary_auroc, binary_roc
 
 ArrayLike = np.ndarray | torch.Tensor | Sequence[float]
 
@@ -27,38 +30,51 @@ def _check(scores: np.ndarray, labels: np.ndarray) -> None:
         raise ValueError("scores contain NaN or inf")
 
 
-def roc_curve(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ROC points (fpr, tpr, thresholds), higher score = member; ties handled as one step."""
+def _ranked(scores: ArrayLike, labels: ArrayLike) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
+    """Validated input for torchmetrics: (dense ranks scaled to [0, 1], labels, distinct scores, labels as numpy).
+
+    torchmetrics takes scores outside [0, 1] for logits and applies a sigmoid, which would
+    merge large scores into ties (sigmoid(40) == 1.0 in float64) and return thresholds in
+    sigmoid space; dense ranks keep the order and the ties exactly.
+    """
     s, y = _np(scores), _np(labels).astype(int)
     _check(s, y)
-    order = np.argsort(-s, kind="mergesort")
-    s, y = s[order], y[order]
-    distinct = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
-    tps = np.cumsum(y)[distinct]
-    fps = (distinct + 1) - tps
-    tpr = np.r_[0.0, tps / y.sum()]
-    fpr = np.r_[0.0, fps / (len(y) - y.sum())]
-    thr = np.r_[np.inf, s[distinct]]
+    distinct, rank = np.unique(s, return_inverse=True)
+    return torch.from_numpy(rank / max(len(distinct) - 1, 1)), torch.from_numpy(y), distinct, y
+
+
+def roc_curve(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ROC points (fpr, tpr, thresholds) in float64, higher score = member; ties are one step.
+
+    torchmetrics' ``binary_roc``; a point accepts scores ``>=`` its threshold, the first point
+    (0, 0) has threshold +inf. Its float32 rates are turned back into counts and divided in
+    float64, so an FPR of 1/1000 compares equal to 1e-3 (exact below ~8 million per class).
+    """
+    preds, target, distinct, y = _ranked(scores, labels)
+    fpr, tpr, thr = binary_roc(preds, target, validate_args=False)
+    n1, n0 = int(y.sum()), int(len(y) - y.sum())
+    fpr = np.rint(fpr.double().numpy() * n0) / n0
+    tpr = np.rint(tpr.double().numpy() * n1) / n1
+    thr = np.r_[np.inf, distinct[np.rint(thr[1:].numpy() * max(len(distinct) - 1, 1)).astype(int)]]
     return fpr, tpr, thr
 
 
 def auc_score(scores: ArrayLike, labels: ArrayLike) -> float:
-    """Area under the ROC curve (Mann-Whitney U with ties counted half)."""
-    s, y = _np(scores), _np(labels).astype(int)
-    _check(s, y)
-    from scipy.stats import rankdata
+    """Area under the ROC curve: torchmetrics' ``binary_auroc`` (= Mann-Whitney U with ties counted half; float32)."""
+    preds, target, _, _ = _ranked(scores, labels)
+    return float(binary_auroc(preds, target, validate_args=False))
 
-    ranks = rankdata(s)
-    n1 = y.sum()
-    n0 = len(y) - n1
-    return float((ranks[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+def _point_at_fpr(scores: ArrayLike, labels: ArrayLike, fpr: float) -> tuple[float, float]:
+    """(TPR, threshold) of the last ROC point with FPR <= ``fpr``: observed points only, no interpolation."""
+    f, t, thr = roc_curve(scores, labels)
+    i = int(np.nonzero(f <= fpr + 1e-12)[0][-1])
+    return float(t[i]), float(thr[i])
 
 
 def tpr_at_fpr(scores: ArrayLike, labels: ArrayLike, fpr: float) -> float:
     """Highest TPR reached with FPR <= ``fpr`` (strict: no interpolation beyond observed points)."""
-    f, t, _ = roc_curve(scores, labels)
-    ok = f <= fpr + 1e-12
-    return float(t[ok].max())
+    return _point_at_fpr(scores, labels, fpr)[0]
 
 
 def bootstrap_ci(
@@ -70,17 +86,28 @@ def bootstrap_ci(
     level: float = 0.95,
     seed: int = 0,
 ) -> tuple[float, float]:
-    """Percentile bootstrap CI of ``metric``, resampling members and non-members separately."""
+    """Percentile bootstrap CI of ``metric(scores, labels)``, resampling members and non-members separately.
+
+    ``scipy.stats.bootstrap`` with members and non-members as two independent samples; the
+    same ``seed`` gives the same interval. (nan, nan) when either group has a single score
+    (scipy needs two; such an interval would mean nothing).
+    """
     s, y = _np(scores), _np(labels).astype(int)
     _check(s, y)
-    rng = np.random.default_rng(seed)
-    pos, neg = np.nonzero(y == 1)[0], np.nonzero(y == 0)[0]
-    vals = np.empty(n_boot)
-    for b in range(n_boot):
-        idx = np.r_[rng.choice(pos, len(pos)), rng.choice(neg, len(neg))]
-        vals[b] = metric(s[idx], y[idx])
-    lo, hi = np.quantile(vals, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return float(lo), float(hi)
+    pos, neg = s[y == 1], s[y == 0]
+    if min(len(pos), len(neg)) < 2:
+        return math.nan, math.nan
+    lab = np.r_[np.ones(len(pos), dtype=int), np.zeros(len(neg), dtype=int)]
+    ci = bootstrap(
+        (pos, neg),
+        lambda a, b: metric(np.r_[a, b], lab),
+        n_resamples=n_boot,
+        confidence_level=level,
+        method="percentile",
+        vectorized=False,
+        rng=np.random.default_rng(seed),
+    ).confidence_interval
+    return float(ci.low), float(ci.high)
 
 
 def membership_metrics(

@@ -34,6 +34,10 @@ class DPLifecycleMixin:
         """ε spent so far (inf when training is not private, or private with zero noise)."""
         return self._dp.epsilon() if self._dp is not None else math.inf
 
+    def privacy_spent(self) -> tuple[float, float | None]:
+        """(ε, δ) spent so far; (inf, None) when training is not private."""
+        return (self.epsilon(), self._dp.config.delta) if self._dp is not None else (math.inf, None)
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self._dp is not None:
             checkpoint[ACCOUNTANT_KEY] = self._dp.engine.accountant.state_dict()

@@ -30,7 +30,7 @@ class DefendedSplitNetwork(nn.Module):
 class SplitClassifier(DPLifecycleMixin, L.LightningModule):
     """Split identity classifier; exposes ``client``, ``transmit`` and ``server`` for attacks.
 
-    ``client(x)`` is what the device computes (including clipping), ``transmit(z)`` adds the
+    ``client(x)`` is what the device computes (including clipping), ``transmit(z, generator)`` adds the
     defence's noise (what the server receives), ``server(z)`` returns logits. Validation
     accuracy is measured with the noise on, as deployed, and logged as ``utility/val_acc``.
     """
@@ -88,9 +88,9 @@ class SplitClassifier(DPLifecycleMixin, L.LightningModule):
         """Device side: features at the split point, clipped if the defence clips."""
         return self.net.defence.clip(self.net.backbone.client(x))
 
-    def transmit(self, z: torch.Tensor) -> torch.Tensor:
-        """What crosses the network: the client's features plus the defence's noise."""
-        return self.net.defence.add_noise(z)
+    def transmit(self, z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """What crosses the network: the client's features plus the defence's noise (seeded by ``generator``)."""
+        return self.net.defence.add_noise(z, generator=generator)
 
     def server(self, z: torch.Tensor) -> torch.Tensor:
         """Cloud side: logits from received features."""
@@ -102,12 +102,12 @@ class SplitClassifier(DPLifecycleMixin, L.LightningModule):
     # -- training ----------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx: int):
         x, y = batch
-        if x.shape[0] == 0:  # Poisson sampling can draw an empty batch
-            return None
+        model = self._dp.grad_sample_module if self._dp is not None else self.net
+        if x.shape[0] == 0:  # empty Poisson batch: DP-SGD still steps (noise only), so the accountant stays exact
+            return model(x).sum() * 0.0 if self._dp is not None else None
         if self.hparams.augment:
             flip = torch.rand(x.shape[0], device=x.device) < 0.5
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-        model = self._dp.grad_sample_module if self._dp is not None else self.net
         logits = model(x)
         loss = F.cross_entropy(logits, y)
         if not torch.isfinite(loss):

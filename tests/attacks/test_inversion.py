@@ -308,3 +308,34 @@ def test_feature_loss_is_scale_free_and_tv_zero_on_constants() -> None:
     assert torch.equal(total_variation(torch.full((2, 3, 5, 5), 0.3)), torch.zeros(2))
     ramp = torch.arange(4.0).view(1, 1, 1, 4).expand(1, 3, 4, 4)
     assert total_variation(ramp).item() == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------------ the registered attack
+
+
+@pytest.fixture(scope="module")
+def synthetic_view():
+    from privgan.data.synthetic import SyntheticIdentityDataModule
+    from privgan.targets.view import view_from
+
+    dm = SyntheticIdentityDataModule(n_identities=4, per_identity=16, aux_images=64, image_size=16)
+    dm.setup("fit")
+    return view_from(dm)
+
+
+def test_registered_inversion_inverts_an_invertible_client_and_not_a_blind_one(synthetic_view) -> None:
+    """run_attack("inversion") on planted clients: an invertible split leaks (re-identified), a constant one does not."""
+    from privgan.attacks import run_attack
+    from privgan.targets.kinds import SplitTarget
+
+    config = {"n_targets": 8, "whitebox_steps": 80, "tv_weights": (0.0,), "decoder": False, "pair_far": 0.05, "n_gallery": 2}
+    leaky = run_attack("inversion", SplitTarget(client=unshuffle_client()), synthetic_view, config)
+    blind = run_attack("inversion", SplitTarget(client=lambda x: torch.zeros(len(x), 12, 8, 8)), synthetic_view, config)
+    for r in (leaky, blind):
+        assert r.headline == "reid_top1" and r.best == "whitebox_tv0" and r.values["n_targets"] == 8
+        assert r.signals["reid_top1"].chance == pytest.approx(1 / 4) and r.signals["reid_rate"].chance == 0.05
+        assert r.signals["psnr_db"].chance is None and r.signals["ssim"].chance is None  # reported, never deciding
+        assert len(r.images["gallery"].rows) == 2 and r.images["gallery"].rows[0].shape == (2, 3, 16, 16)
+    assert leaky.signals["psnr_db"].value > blind.signals["psnr_db"].value + 10
+    assert leaky.signals["reid_top1"].value >= 0.75 and leaky.verdict == "leak" and "reid_top1" in leaky.leaking
+    assert blind.verdict == "no leak found", blind.leaking

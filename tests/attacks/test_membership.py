@@ -1,18 +1,27 @@
 """Membership attacks: a memorising model must be caught, an untrained one must not."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from privgan.metrics.roc import tpr_at_fpr
 from privgan.attacks.membership import (
-    ReferenceModels,
+    ShadowModels,
     fresh_copy,
     logit_confidence,
     loss_attack,
     offline_lira,
     predict_logits,
 )
+from tests.lfw_helpers import one_thread
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny MLPs: one thread is as fast alone and many times faster when the two cores are shared."""
+    with one_thread():
+        yield
 
 
 def _data(n=128, d=32, k=4, seed=0):
@@ -63,15 +72,16 @@ def test_untrained_model_scores_near_chance():
     assert m["auc_ci_low"] < 0.5 < m["auc_ci_high"]
 
 
-def test_offline_lira_on_memorising_target_with_reference_models():
+def test_offline_lira_on_memorising_target_with_shadow_models():
     torch.manual_seed(2)
     x, y = _data(n=128)
     members = (torch.arange(len(x)) % 2 == 0)
     target = _fit(_mlp(), x[members], y[members])
-    refs = ReferenceModels(_mlp, x, y, k=2, lr=3e-3, batch_size=64, augment_flip=False, seed=3)
-    refs.train(150)
-    assert (refs.in_mask.sum(0) == 1).all()  # complementary halves: each point OUT once
-    scores = offline_lira(logit_confidence(predict_logits(target, x), y), refs.confidences(x, y), refs.in_mask, members.long())
+    shadow = ShadowModels(_mlp, x, y, k=2, lr=3e-3, batch_size=64, augment_flip=False, seed=3)
+    shadow.train(150)
+    assert (shadow.in_mask.sum(0) == 1).all()  # complementary halves: each point OUT once
+    target_conf = logit_confidence(predict_logits(target, x), y)
+    scores = offline_lira(target_conf, shadow.confidences(x, y), shadow.in_mask, members.long())
     m = scores.metrics(n_boot=100)
     assert m["auc"] > 0.9
 
@@ -85,11 +95,11 @@ def test_offline_lira_math_and_out_only():
     assert s.scores[0] > s.scores[1]
 
 
-def test_reference_models_state_round_trip():
+def test_shadow_models_state_round_trip():
     x, y = _data(n=32)
-    a = ReferenceModels(_mlp, x, y, k=2, seed=0, augment_flip=False)
+    a = ShadowModels(_mlp, x, y, k=2, seed=0, augment_flip=False)
     a.train(2)
-    b = ReferenceModels(_mlp, x, y, k=2, seed=0, augment_flip=False)
+    b = ShadowModels(_mlp, x, y, k=2, seed=0, augment_flip=False)
     b.load_state_dict(a.state_dict())
     assert b.epochs_ == 2
     assert torch.allclose(a.confidences(x, y), b.confidences(x, y))
@@ -103,3 +113,27 @@ def test_fresh_copy_reinitialises():
     c = fresh_copy(m)
     assert not torch.equal(m[0].weight, c[0].weight)
     assert c[0].weight.shape == m[0].weight.shape
+
+
+def test_registered_attack_catches_memorisation_and_not_an_untrained_model():
+    """run_attack("membership") on a planted leak (random labels, memorised) and on a model that learned nothing."""
+    from privgan.attacks import run_attack
+    from privgan.targets.kinds import ClassifierTarget
+    from privgan.targets.view import AttackerView, Photos
+
+    torch.manual_seed(3)
+    x, y = _data(n=128)
+    images = x.view(128, 2, 4, 4)  # the view holds images; the networks flatten them
+    view = AttackerView(members=Photos(images[:64], y[:64]), heldout=Photos(images[64:], y[64:]))
+
+    def net():
+        return nn.Sequential(nn.Flatten(), _mlp())
+
+    target = ClassifierTarget(logits=_fit(net(), images[:64], y[:64]), make_network=net, lr=3e-3)
+    r = run_attack("membership", target, view, {"shadow_models": 2, "shadow_epochs": 150, "n_boot": 100})
+    assert r.signals["loss_auc"].value > 0.9 and r.signals["lira_offline_auc"].value > 0.7, r.signals
+    assert r.verdict == "leak" and r.values["n_members"] == r.values["n_nonmembers"] == 64
+    assert r.signals["auc"] == r.signals[f"{r.best}_auc"] and set(r.scores) == {"loss", "lira_offline"}
+    untrained = run_attack("membership", ClassifierTarget(logits=net()), view, {"shadow_models": 0, "n_boot": 100})
+    assert untrained.signals["auc"].ci[0] < 0.5 < untrained.signals["auc"].ci[1]
+    assert untrained.verdict == "no leak found" and set(untrained.scores) == {"loss"}

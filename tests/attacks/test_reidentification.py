@@ -1,10 +1,12 @@
-"""Re-identification against a gallery, impostor thresholds and Wilson intervals."""
+"""Re-identification against a gallery, impostor thresholds at a pair FAR and Wilson intervals."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from privgan.attacks.reidentification import identify, impostor_threshold, wilson_interval
+from privgan.attacks.reidentification import identify
+from privgan.metrics.intervals import wilson_interval
+from privgan.metrics.thresholds import impostor_scores, threshold_at_far
 
 
 def _clusters(k=10, per=5, d=64, spread=0.3, seed=0):
@@ -37,13 +39,13 @@ def test_random_probes_near_chance():
 
 def test_impostor_threshold_sets_far():
     emb, lab, _ = _clusters(k=60, per=4)
-    thr = impostor_threshold(emb, lab, far=0.01)
+    thr = threshold_at_far(impostor_scores(emb, lab), 0.01)
     sims = emb @ emb.T
     diff = (lab.view(-1, 1) != lab.view(1, -1)) & torch.triu(torch.ones_like(sims, dtype=torch.bool), 1)
     far = (sims[diff] > thr).float().mean().item()
     assert far == pytest.approx(0.01, abs=0.002)
     with pytest.raises(ValueError, match="too few"):
-        impostor_threshold(emb[:8], lab[:8], far=1e-3)
+        threshold_at_far(impostor_scores(emb[:8], lab[:8]), 1e-3)
 
 
 def test_wilson_interval():

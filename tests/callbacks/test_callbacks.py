@@ -1,4 +1,4 @@
-"""Callbacks on synthetic identities: noise must blunt inversion, failures warn, the curve fills."""
+"""Callbacks on synthetic identities: noise must blunt inversion, failures warn, the curve fills, run() reproduces them."""
 
 import json
 import math
@@ -9,47 +9,99 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from privgan.attacks import run_attack
 from privgan.callbacks import InversionAttack, MembershipAttack, PrivacyUtilityCurve
 from privgan.data.synthetic import SyntheticIdentityDataModule
 from privgan.modules import SplitClassifier
+from privgan.reporting.points import load_curve
+from privgan.targets.adapters import classifier_target, split_target
+from privgan.targets.view import view_from
+
+INVERSION = dict(n_targets=8, whitebox_steps=80, tv_weights=(0.0,), decoder_epochs=3, decoder_width=8, pair_far=0.05)
 
 
-def _trainer(tmp_path, callbacks, epochs=2):
-    return L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
-                     enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path, callbacks=callbacks)
+def _trainer(tmp_path, callbacks, epochs=2, **kw):
+    return L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                     enable_model_summary=False, default_root_dir=tmp_path, callbacks=callbacks, **kw)
 
 
 def _inversion(**kw):
-    base = dict(every_n_epochs=1, n_targets=8, whitebox_steps=80, tv_weights=(0.0,), decoder_epochs=3,
-                decoder_width=8, far=0.05, embedder="sface")
-    return InversionAttack(**(base | kw))
+    return InversionAttack(every_n_epochs=kw.pop("every_n_epochs", 1), fail_on_error=kw.pop("fail_on_error", False),
+                           config=INVERSION | kw)
 
 
 def test_inversion_metrics_fall_with_noise(tmp_path):
     psnr = {}
     for sigma in (0.0, 8.0):
         dm = SyntheticIdentityDataModule(n_identities=4, per_identity=16, aux_images=64, image_size=16)
-        inv = _inversion()
         model = SplitClassifier(width=8, split_at="stem", activation_noise=sigma)
         run = tmp_path / f"s{sigma}"
-        _trainer(run, [inv, PrivacyUtilityCurve()], epochs=1).fit(model, dm)
-        psnr[sigma] = inv.last_metrics["privacy/inversion_whitebox_tv0_psnr_db"]
-        pts = json.loads((run / "curve.json").read_text())["points"]
-        assert len(pts) == 1 and math.isinf(pts[0]["epsilon"])
-        assert (run / "inversion" / "epoch_000.png").exists()
+        _trainer(run, [_inversion(), PrivacyUtilityCurve()], epochs=1).fit(model, dm)
+        (point,) = load_curve(run)
+        assert math.isinf(point.epsilon) and point.delta is None
+        psnr[sigma] = point.results["inversion"].signals["whitebox_tv0_psnr_db"].value
+        assert (run / "inversion" / "epoch_000_gallery.png").exists() and (run / "inversion" / "epoch_000.json").exists()
     assert psnr[0.0] > psnr[8.0] + 3, psnr
 
 
-def test_membership_callback_catches_memorisation(tmp_path):
+def test_membership_callback_catches_memorisation_and_run_reproduces_it(tmp_path):
+    """A planted leak (random labels, memorised) is found, and run() on the saved model gives the same numbers."""
     dm = SyntheticIdentityDataModule(n_identities=4, per_identity=40, image_size=16, random_labels=True, noise=0.3, batch_size=16)
-    mia = MembershipAttack(every_n_epochs=30, reference_models=2, n_boot=50)
+    mia = MembershipAttack(every_n_epochs=30, config={"shadow_models": 2, "n_boot": 50})
     model = SplitClassifier(width=16, split_at="stage2", lr=3e-3, weight_decay=0.0, augment=False)
-    _trainer(tmp_path, [mia, PrivacyUtilityCurve()], epochs=30).fit(model, dm)
-    m = mia.last_metrics
-    assert m["privacy/membership_loss_auc"] > 0.8
-    assert m["privacy/membership_lira_offline_auc"] > 0.7
-    assert mia.references_.epochs_ == 30
-    assert (tmp_path / "membership" / "epoch_029.csv").exists()
+    tr = _trainer(tmp_path, [mia, PrivacyUtilityCurve()], epochs=30)
+    tr.fit(model, dm)
+    result = load_curve(tmp_path)[-1].results["membership"]
+    assert result.signals["loss_auc"].value > 0.8 and result.signals["lira_offline_auc"].value > 0.7
+    assert result.verdict == "leak" and mia.shadow_.epochs_ == 30
+    assert (tmp_path / "membership" / "epoch_029_scores.csv").exists()
+    tr.save_checkpoint(tmp_path / "m.ckpt")
+    # the same attack without Lightning: a reloaded module, the datamodule's view, the same config
+    loaded = SplitClassifier.load_from_checkpoint(tmp_path / "m.ckpt", weights_only=False)
+    again = run_attack("membership", classifier_target(loaded), view_from(dm), mia.run_config(29))
+    for k in ("auc", "loss_auc", "lira_offline_auc"):
+        assert again.signals[k].value == pytest.approx(result.signals[k].value, abs=1e-6), k
+
+
+def test_inversion_run_reproduces_the_callback(tmp_path):
+    dm = SyntheticIdentityDataModule(n_identities=4, per_identity=16, aux_images=64, image_size=16)
+    inv = _inversion()
+    model = SplitClassifier(width=8, split_at="stem", activation_noise=0.5)
+    tr = _trainer(tmp_path, [inv, PrivacyUtilityCurve()], epochs=1)
+    tr.fit(model, dm)
+    tr.save_checkpoint(tmp_path / "m.ckpt")
+    loaded = SplitClassifier.load_from_checkpoint(tmp_path / "m.ckpt", weights_only=False)
+    again = run_attack("inversion", split_target(loaded), view_from(dm), inv.config)
+    cb = load_curve(tmp_path)[-1].results["inversion"]
+    for k in ("whitebox_tv0_psnr_db", "decoder_psnr_db", "reid_top1"):
+        assert again.signals[k].value == pytest.approx(cb.signals[k].value, abs=1e-3), k
+
+
+def test_two_callbacks_of_one_class_keep_separate_state(tmp_path):
+    dm = SyntheticIdentityDataModule(n_identities=4, per_identity=16, image_size=16)
+    a = MembershipAttack(name="membership_a", config={"shadow_models": 2, "n_boot": 20})
+    b = MembershipAttack(name="membership_b", every_n_epochs=2, config={"shadow_models": 0, "n_boot": 20, "seed": 1})
+    assert a.state_key != b.state_key
+    tr = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                   default_root_dir=tmp_path, callbacks=[a, b, PrivacyUtilityCurve()])
+    tr.fit(SplitClassifier(width=8, split_at="stem"), dm)
+    ckpt = torch.load(next((tmp_path / "checkpoints").glob("*.ckpt")), weights_only=False)
+    slots = [v for k, v in ckpt["callbacks"].items() if k.startswith("MembershipAttack")]
+    assert len(slots) == 2 and sum("shadow" in s for s in slots) == 1
+    points = load_curve(tmp_path)
+    assert set(points[0].results) == {"membership_a"} and set(points[1].results) == {"membership_a", "membership_b"}
+    assert (tmp_path / "membership_a").is_dir() and (tmp_path / "membership_b").is_dir()
+
+
+def test_an_attack_runs_once_per_epoch_even_when_time_stops_training(tmp_path):
+    """A max_time stop used to run the attacks twice at the last epoch."""
+    dm = SyntheticIdentityDataModule(n_identities=4, per_identity=16, image_size=16)
+    mia = MembershipAttack(every_n_epochs=1, config={"shadow_models": 0, "n_boot": 20})
+    tr = _trainer(tmp_path, [mia, PrivacyUtilityCurve()], epochs=1)
+    tr.fit(SplitClassifier(width=8, split_at="stem"), dm)
+    tr.should_stop = True
+    mia.on_train_epoch_end(tr, tr.lightning_module)  # the same epoch end seen again
+    assert len(load_curve(tmp_path)) == 1 and mia.last_step_run == tr.global_step
 
 
 class PlainClassifier(L.LightningModule):
@@ -80,10 +132,10 @@ class PlainSplit(PlainClassifier):
 
 def test_callbacks_on_a_plain_lightning_module(tmp_path):
     dm = SyntheticIdentityDataModule(n_identities=4, per_identity=16, image_size=16)
-    inv, mia = _inversion(decoder=False), MembershipAttack(reference_models=0, n_boot=20)
+    inv, mia = _inversion(decoder=False), MembershipAttack(config={"shadow_models": 0, "n_boot": 20})
     _trainer(tmp_path, [inv, mia, PrivacyUtilityCurve(utility_key="train_loss")], epochs=1).fit(PlainSplit(), dm)
-    assert "privacy/inversion_psnr_db" in inv.last_metrics
-    assert "privacy/membership_auc" in mia.last_metrics
+    (point,) = load_curve(tmp_path)
+    assert "psnr_db" in point.results["inversion"].signals and "auc" in point.results["membership"].signals
 
 
 def test_failing_attack_warns_and_training_goes_on(tmp_path):
@@ -92,7 +144,7 @@ def test_failing_attack_warns_and_training_goes_on(tmp_path):
     tr = _trainer(tmp_path, [inv], epochs=2)
     with pytest.warns(UserWarning, match="InversionAttack failed"):
         tr.fit(PlainClassifier(), dm)
-    assert tr.current_epoch == 2 and inv.runs == 0
+    assert tr.current_epoch == 2
     assert len(inv.failures) == 2 and "adapters.py" in inv.failures[0]["where"] and "split_layer" in inv.failures[0]["error"]
 
 
@@ -104,37 +156,28 @@ def test_failing_attack_can_stop_training(tmp_path):
             return dm.train_dataloader()
 
     dm.setup()
-    with pytest.raises(TypeError, match="members"):
-        _trainer(tmp_path, [MembershipAttack(reference_models=0, fail_on_error=True)], epochs=1).fit(PlainSplit(), NoData())
+    with pytest.raises(TypeError, match="offers no photos"):
+        _trainer(tmp_path, [MembershipAttack(fail_on_error=True, config={"shadow_models": 0})], epochs=1).fit(PlainSplit(), NoData())
 
 
 def test_bad_callback_arguments():
     with pytest.raises(ValueError, match="every_n_epochs"):
         MembershipAttack(every_n_epochs=0)
     with pytest.raises(ValueError, match="whitebox=True or decoder=True"):
-        InversionAttack(whitebox=False, decoder=False)
-
-
-def test_reid_threshold_from_eval_lfw_json(tmp_path):
-    from privgan.callbacks.inversion import threshold_from
-
-    f = tmp_path / "lfw_sface.json"
-    f.write_text(json.dumps({"threshold_at_far_0.001": 0.355}))
-    assert threshold_from(str(f), 1e-3) == 0.355
-    assert threshold_from(0.4, 1e-3) == 0.4 and threshold_from("0.3", 1e-3) == 0.3 and threshold_from(None, 1e-3) is None
-    with pytest.raises(ValueError, match="threshold_at_far_0.01"):
-        threshold_from(str(f), 1e-2)
-    with pytest.raises(ValueError, match="missing.json"):
-        threshold_from(str(tmp_path / "missing.json"), 1e-3)
+        InversionAttack(config={"whitebox": False, "decoder": False})
+    with pytest.raises(TypeError, match="unknown config keys.*far"):
+        InversionAttack(config={"far": 0.05})
 
 
 def test_inversion_runs_on_a_dp_model(tmp_path):
-    """White-box gradients through an Opacus GradSampleModule must not trip its hooks."""
+    """White-box gradients through an Opacus GradSampleModule must not trip its hooks; δ reaches the curve."""
     from privgan.defences.dp import DPSGD
 
     dm = SyntheticIdentityDataModule(n_identities=3, per_identity=20, aux_images=32, image_size=16, batch_size=8)
     inv = _inversion(whitebox_steps=5, decoder_epochs=1, fail_on_error=True)
-    model = SplitClassifier(width=8, split_at="stage1", dp=DPSGD(noise_multiplier=1.0))
-    _trainer(tmp_path, [inv], epochs=1).fit(model, dm)
-    assert inv.runs == 1 and "privacy/inversion_whitebox_tv0_psnr_db" in inv.last_metrics
+    model = SplitClassifier(width=8, split_at="stage1", dp=DPSGD(noise_multiplier=1.0, delta=1e-6))
+    _trainer(tmp_path, [inv, PrivacyUtilityCurve()], epochs=1).fit(model, dm)
+    (point,) = load_curve(tmp_path)
+    assert "whitebox_tv0_psnr_db" in point.results["inversion"].signals
+    assert point.delta == 1e-6 and 0 < point.epsilon < math.inf
     assert model._dp.grad_sample_module.hooks_enabled  # switched back on for training

@@ -1,5 +1,6 @@
 """Seeded identity splits: disjoint, repeatable, clear errors with counts."""
 
+import time
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,38 @@ def test_manifest_kinds_are_not_confused(tmp_path):
     assert GanSplitManifest.load(path) == gan
     with pytest.raises(ValueError, match=r"m.json.*'gan_identity_split' manifest, not 'identity_split'"):
         SplitManifest.load(path)
+
+
+@pytest.mark.lfw
+def test_datamodule_writes_the_manifest_and_only_the_opt_in_callback_logs_it(small_face_tree, tmp_path):
+    import lightning as L
+    from google.protobuf.message import DecodeError
+    from lightning.pytorch.loggers import WandbLogger
+
+    from privgan.callbacks import MemberManifestArtifact
+    from privgan.data import FaceIdentityDataModule
+    from privgan.modules import SplitClassifier
+    from tests.wandb_records import read_records, run_contents
+
+    def fit(run: Path, callbacks: list) -> dict:
+        logger = WandbLogger(save_dir=str(run), offline=True)
+        dm = FaceIdentityDataModule(root=str(small_face_tree), n_identities=4, min_images=8, max_images=None,
+                                    aux_identities=2, aux_max_images=1, image_size=32, batch_size=8)
+        L.Trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=1, logger=logger, callbacks=callbacks,
+                  enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                  default_root_dir=run).fit(SplitClassifier(width=8), dm)
+        logger.experiment.finish()
+        assert len(SplitManifest.load(run / "manifest.json").identities) == 4  # always written, locally
+        (log,) = (run / "wandb").glob("offline-run-*/run-*.wandb")
+        for _ in range(100):  # W&B's service process may still be writing the log after finish() returns
+            try:
+                if read_records(log)[-1].WhichOneof("record_type") == "exit":
+                    break
+            except (ValueError, IndexError, DecodeError):  # header or last record not written yet
+                pass
+            time.sleep(0.1)
+        return run_contents(log)
+
+    assert fit(tmp_path / "default", [])["artifacts"] == []  # real people's names stay out of W&B by default
+    arts = fit(tmp_path / "opt_in", [MemberManifestArtifact()])["artifacts"]
+    assert len(arts) == 1 and arts[0][0].startswith("member-manifest-") and arts[0][1] == "manifest", arts

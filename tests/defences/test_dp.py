@@ -56,15 +56,67 @@ def test_target_epsilon_is_reached(tmp_path):
     assert model.epsilon() == pytest.approx(4.0, rel=0.05)
 
 
-def test_dp_needs_poisson_capable_datamodule(tmp_path):
-    class Plain(L.LightningDataModule):
-        def train_dataloader(self):
-            x = torch.rand(8, 3, 16, 16)
-            return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, torch.zeros(8, dtype=torch.long)), batch_size=4)
+class PlainFaces(L.LightningDataModule):
+    """Anyone's datamodule: no privgan flag, hook or base class."""
 
+    def __init__(self, n: int = 60, batch_size: int = 6) -> None:
+        super().__init__()
+        self.n, self.batch_size = n, batch_size
+
+    def setup(self, stage: str) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.data = torch.utils.data.TensorDataset(torch.rand(self.n, 3, 16, 16, generator=g), torch.arange(self.n) % 3)
+
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader(self.data, batch_size=self.batch_size, shuffle=True)
+
+
+def test_dp_on_any_lightning_datamodule_is_poisson_sampled_and_accounted(tmp_path):
+    from opacus.data_loader import DPDataLoader
+
+    dm, seen = PlainFaces(n=60, batch_size=6), []
+
+    class Recording(SplitClassifier):
+        def training_step(self, batch, batch_idx):
+            seen.append(len(batch[1]))
+            return super().training_step(batch, batch_idx)
+
+    model = Recording(num_classes=3, width=8, dp=DPSGD(noise_multiplier=1.1, max_grad_norm=1.0, delta=1e-5))
+    tr = _trainer(tmp_path, 2)
+    tr.fit(model, dm)
+    # the loader the trainer actually iterated is Opacus's Poisson sampler, planned from the plain one
+    assert isinstance(tr.train_dataloader, DPDataLoader)
+    assert tr.train_dataloader.sample_rate == pytest.approx(6 / 60)
+    assert len(seen) == 2 * 10 and len(set(seen)) > 1  # 10 steps an epoch, batch sizes vary (Poisson)
+    acc = PRVAccountant()
+    acc.history = [(1.1, 6 / 60, 2 * 10)]
+    assert model.epsilon() == pytest.approx(acc.get_epsilon(delta=1e-5), rel=1e-3)
+    # the wrapping belongs to that fit: attached to a trainer without DP, the datamodule gives its plain loader
+    plain = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, default_root_dir=tmp_path)
+    plain.fit(SplitClassifier(num_classes=3, width=8), dm)
+    assert not isinstance(plain.train_dataloader, DPDataLoader)
+
+
+def test_empty_poisson_batches_take_a_noise_only_step(tmp_path):
+    """At a sample rate where most Poisson batches are empty, DP training neither crashes nor skips steps."""
+    dm = PlainFaces(n=8, batch_size=1)  # q = 1/8: P(empty batch) = (7/8)^8 ≈ 34 %
+    model = SplitClassifier(num_classes=3, width=8, dp=DPSGD(noise_multiplier=1.0, max_grad_norm=1.0))
+    torch.manual_seed(3)
+    before = [p.detach().clone() for p in model.parameters()]
+    tr = _trainer(tmp_path, 3)
+    tr.fit(model, dm)
+    assert tr.global_step == 3 * 8 and len(model._dp.engine.accountant.history[0]) == 3
+    assert model._dp.engine.accountant.history[0][2] == 3 * 8  # every step, empty or not, is accounted
+    assert any(not torch.equal(a, b.detach()) for a, b in zip(before, model._dp.grad_sample_module._module.parameters()))
+
+
+def test_dp_without_a_datamodule_says_what_to_pass(tmp_path):
+    x = torch.rand(8, 3, 16, 16)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, torch.zeros(8, dtype=torch.long)), batch_size=4)
     model = SplitClassifier(num_classes=2, width=8, dp=DPSGD(noise_multiplier=1.0))
-    with pytest.raises(DPConfigError, match="Poisson"):
-        _trainer(tmp_path, 1).fit(model, Plain())
+    with pytest.raises(DPConfigError, match="LightningDataModule"):
+        _trainer(tmp_path, 1).fit(model, loader)
 
 
 def test_dp_checkpoint_resumes_accounting(tmp_path):

@@ -13,7 +13,7 @@ from privgan.faces.cache import align_files
 from privgan.faces.embedders import available_embedders, build_embedder, register_embedder
 from privgan.metrics.roc import auc_score
 from privgan.paths import MissingDataError, data_root, lfw_root
-from privgan.protocols import IdentityEmbedder
+from privgan.faces.embedders import IdentityEmbedder
 
 LFW_IMAGES = lfw_root() / "images_deepfunneled"
 MOBILEFACENET = data_root() / "models" / "mobilefacenet" / "MobileFaceNet.onnx"

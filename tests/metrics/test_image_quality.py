@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from privgan.metrics.image_quality import PSNR_CAP_DB, gaussian_window, psnr_db, ssim
+from privgan.metrics.image_quality import PSNR_CAP_DB, psnr_db, ssim
 
 C1, C2 = 0.01**2, 0.03**2
 
@@ -72,9 +72,11 @@ def test_ssim_constant_images_closed_form() -> None:
 
 def test_ssim_hand_computed_single_window() -> None:
     # 3 x 3 images and a 3-tap window: the valid region is one pixel, SSIM is one window's value.
+    # torchmetrics sizes the window from sigma (2 * int(3.5 sigma + 0.5) + 1 taps, skimage's rule),
+    # so a 3-tap window takes a sigma below 3/7: 0.4 (the old hand check used 1.0).
     x = np.array([[0.1, 0.5, 0.9], [0.3, 0.7, 0.2], [0.8, 0.4, 0.6]])
     y = np.array([[0.2, 0.4, 0.8], [0.3, 0.9, 0.1], [0.6, 0.5, 0.7]])
-    sigma = 1.0
+    sigma = 0.4
     g = np.exp(-0.5 * np.array([-1.0, 0.0, 1.0]) ** 2 / sigma**2)
     wgt = np.outer(g, g) / np.outer(g, g).sum()
     mx, my = (wgt * x).sum(), (wgt * y).sum()
@@ -124,9 +126,21 @@ def test_ssim_window_validation() -> None:
     assert ssim(x, x, window_size=7).item() == pytest.approx(1.0)
 
 
-def test_gaussian_window_matches_scipy_taps() -> None:
-    g = gaussian_window(11, 1.5)
-    impulse = np.zeros(11)
-    impulse[5] = 1.0
-    ref = ndimage.gaussian_filter1d(impulse, 1.5, truncate=3.5, mode="constant")
-    assert np.allclose(g.numpy(), ref, atol=1e-15)
+def test_ssim_small_window_shrinks_sigma_to_fit() -> None:
+    """A window smaller than sigma's (images under 11 px) uses sigma = (window // 2 + 0.25) / 3.5."""
+    x = _images(2, 3, 8, 9, seed=6)
+    y = (x + 0.2 * _images(2, 3, 8, 9, seed=7)).clamp(0, 1)
+    ours = ssim(x, y, window_size=7)
+    assert torch.allclose(ours, ssim(x, y, window_size=7, sigma=3.25 / 3.5), atol=0)
+    for i in range(2):
+        assert ours[i].item() == pytest.approx(_skimage_style_ssim(x[i].numpy(), y[i].numpy(), sigma=3.25 / 3.5), abs=1e-10)
+
+
+def test_ssim_is_over_the_valid_region_not_torchmetrics_full_map() -> None:
+    """torchmetrics' own mean includes reflect-padded borders; ours crops them (as skimage does)."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    x = _images(2, 3, 16, 16, seed=8)
+    y = (x + 0.3 * _images(2, 3, 16, 16, seed=9)).clamp(0, 1)
+    full = structural_similarity_index_measure(x, y, sigma=1.5, data_range=1.0, reduction="none")
+    assert not torch.allclose(ssim(x, y), full, atol=1e-3)

@@ -64,9 +64,41 @@ def test_bad_input_errors():
 
 
 def test_pareto_front_both_directions():
-    from privgan.plotting import pareto_front
+    from privgan.reporting.plots import pareto_front
 
     pts = [(0.9, 0.8), (0.7, 0.2), (0.6, 0.5), (0.95, 0.9)]
     assert pareto_front(pts) == [1, 0, 3]  # (0.6, 0.5) is dominated by (0.7, 0.2)
     # with a distance as utility (lower is better) the low-distance, low-leak point dominates
     assert sorted(pareto_front(pts, higher_utility_is_better=False)) == [1, 2]
+
+
+def test_large_scores_keep_their_order_and_thresholds():
+    # torchmetrics would take these for logits (sigmoid(40) == 1.0 in float64): ranks avoid that
+    s = np.r_[np.arange(40.0, 60.0), np.arange(30.0, 50.0)]
+    y = np.r_[np.ones(20), np.zeros(20)]
+    # members 50..59 beat all 20 non-members, 40..49 beat 10..19 and tie one: (200 + 145 + 5) / 400
+    assert auc_score(s, y) == pytest.approx(0.875)
+    fpr, tpr, thr = roc_curve([100.0, -50.0, 60.0, 60.0], [1, 0, 1, 0])
+    assert thr.tolist() == [np.inf, 100.0, 60.0, -50.0]
+    assert tpr.tolist() == [0, 0.5, 1, 1] and fpr.tolist() == [0, 0, 0.5, 1]
+
+
+def test_fpr_is_exact_in_float64():
+    # 1 false positive in 1000 is FPR 1e-3 exactly (torchmetrics alone returns float32 rates)
+    s = np.r_[2.0, 3.0, np.linspace(0, 1, 999)]
+    y = np.r_[1, np.zeros(1000)]
+    fpr, _, _ = roc_curve(s, y)
+    assert fpr.dtype == np.float64 and fpr[1] == 1e-3
+    assert tpr_at_fpr(s, y, 1e-3) == 1.0 and tpr_at_fpr(s, y, 0.0) == 0.0
+
+
+def test_bootstrap_ci_is_seeded_and_needs_two_per_group():
+    rng = np.random.default_rng(2)
+    y = np.r_[np.ones(50), np.zeros(50)]
+    s = rng.normal(size=100) + y
+    assert bootstrap_ci(auc_score, s, y, n_boot=100, seed=3) == bootstrap_ci(auc_score, s, y, n_boot=100, seed=3)
+    assert bootstrap_ci(auc_score, s, y, n_boot=100, seed=3) != bootstrap_ci(auc_score, s, y, n_boot=100, seed=4)
+    lo, hi = bootstrap_ci(auc_score, [0.9, 0.1, 0.2], [1, 0, 0], n_boot=50)
+    assert np.isnan(lo) and np.isnan(hi)
+    with pytest.raises(ValueError, match="both members"):
+        bootstrap_ci(auc_score, [0.9, 0.1], [1, 1])

@@ -9,7 +9,7 @@ from privgan.data.synthetic import SyntheticIdentityDataModule
 from privgan.defences.dp import DPSGD
 from privgan.modules.gan import GAN
 from privgan.modules.split_classifier import SplitClassifier
-from tests.gan import one_thread
+from tests.lfw_helpers import one_thread
 
 
 def _fit(module: L.LightningModule, data, tmp_path, epochs: int = 2) -> L.LightningModule:
