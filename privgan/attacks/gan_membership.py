@@ -121,7 +121,7 @@ def run_gan_membership(target: Any, view: Any, config: GanMembershipConfig) -> R
     mem, non = gan_membership_candidates(view, size, config.seed)
     mem, non = mem[: config.max_candidates], non[: config.max_candidates]
     sub: dict[str, MembershipScores] = {}
-    notes: list[str] = []
+    notes = [n for n in (target.saturation_note(config.n_samples, seed=config.seed) if need_samples else None,) if n]
     if config.logan:
         if target.discriminator_scores is not None:
             sub["logan"] = logan(target.discriminator_scores, mem, non)

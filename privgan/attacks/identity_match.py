@@ -274,6 +274,7 @@ class IdentityMatchConfig:
     are reported too. ``verify_pair_far`` sets the verification threshold of the "samples that
     look like someone" shares (pair false-accept rate on impostor pairs of the reference photos).
     ``fd`` adds ``fd_face``, the Fréchet distance between sample and unseen real face embeddings.
+    ``p_level``: a note warns when so few non-members are given that no member's p-value can reach it.
     """
 
     n_samples: int = 1000
@@ -289,6 +290,7 @@ class IdentityMatchConfig:
     fd: bool = True
     n_gallery: int = 8
     n_boot: int = 500
+    p_level: float = 0.05
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -331,6 +333,11 @@ def run_identity_match(target: Any, view: Any, config: IdentityMatchConfig) -> R
     n_non = int((head.labels == 0).sum())
     values |= {"members_p_min": float(p.min()), "members_p_median": float(p.median()),
                "smallest_possible_p": 1.0 / (1 + n_non)}
+    notes = [n for n in (target.saturation_note(config.n_samples, seed=config.seed),) if n]
+    if 1.0 / (1 + n_non) > config.p_level:
+        notes.append(f"with {n_non} non-member identities the smallest possible p-value is 1/{1 + n_non} = "
+                     f"{1 / (1 + n_non):.3g} > {config.p_level:g}: no single member can be significant at that level; "
+                     f"use at least {math.ceil(1 / config.p_level)} non-member identities")
     over = set(view.overrepresented)
     if over:
         is_over = torch.tensor([n in over for n in head.names])
@@ -367,7 +374,7 @@ def run_identity_match(target: Any, view: Any, config: IdentityMatchConfig) -> R
         rows.append(row)
     gallery = _gallery(samples, emb, held, non, m_emb, n_emb, head.names, config)
     return Result(attack="identity_match", signals=signals, headline="auc", best=config.score, values=values,
-                  rows=tuple(rows), images={"gallery": gallery} if gallery else {},
+                  rows=tuple(rows), images={"gallery": gallery} if gallery else {}, notes=tuple(notes),
                   knowledge="black-box samples; other photos of the candidate people")
 
 

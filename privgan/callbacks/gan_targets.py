@@ -12,21 +12,23 @@ from privgan.targets.adapters import SampleFn, gan_target
 
 
 class GanAttackCallback(AttackCallback):
-    """An attack callback on a generator: ``sample_fn`` or ``generator_attr`` (+ ``latent_dim``, ``output_range``)
-    for modules without ``sample(n, generator)``, ``discriminator_attr`` for LOGAN."""
+    """An attack callback on a generator: ``sample_fn`` or ``generator_attr`` (+ ``latent_dim``, ``output_range``,
+    ``latent_distribution``) for modules without ``sample(n, generator)``, ``discriminator_attr`` for LOGAN."""
 
     def __init__(self, *, sample_fn: SampleFn | None = None, generator_attr: str | None = None, latent_dim: int | None = None,
-                 output_range: str = "tanh", discriminator_attr: str | None = None, sample_batch_size: int = 256,
-                 **kwargs: Any) -> None:
+                 output_range: str = "tanh", latent_distribution: str = "normal", discriminator_attr: str | None = None,
+                 sample_batch_size: int = 256, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.sample_fn, self.generator_attr, self.latent_dim = sample_fn, generator_attr, latent_dim
         self.output_range, self.discriminator_attr, self.sample_batch_size = output_range, discriminator_attr, sample_batch_size
+        self.latent_distribution = latent_distribution
 
     def target(self, pl_module: Any) -> Any:
         return gan_target(pl_module, sample_fn=self.sample_fn, generator_attr=self.generator_attr, latent_dim=self.latent_dim,
                           output_range=self.output_range, discriminator_attr=self.discriminator_attr,
-                          batch_size=self.sample_batch_size)
+                          batch_size=self.sample_batch_size, latent_distribution=self.latent_distribution)
 
     def target_at(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Any:
-        sampler = (id(self.sample_fn), self.generator_attr, self.latent_dim, self.output_range, self.sample_batch_size)
+        sampler = (id(self.sample_fn), self.generator_attr, self.latent_dim, self.output_range, self.sample_batch_size,
+                   self.latent_distribution)
         return dataclasses.replace(self.target(pl_module), bank=shared_bank(trainer, pl_module, sampler))

@@ -50,15 +50,30 @@ def _latent_dim(module: nn.Module, latent_dim: int | None) -> int:
     )
 
 
-def generator_sampler(generator_attr: str = "generator", *, latent_dim: int | None = None, output_range: str = "tanh") -> SampleFn:
-    """A ``sample_fn`` that feeds N(0, I) latents to ``module.<generator_attr>`` and maps its output to [0, 1]."""
+#: Latent distributions a foreign generator may have been trained on.
+LATENTS = ("normal", "uniform")
+
+
+def generator_sampler(generator_attr: str = "generator", *, latent_dim: int | None = None, output_range: str = "tanh",
+                      latent_distribution: str = "normal") -> SampleFn:
+    """A ``sample_fn`` that feeds latents to ``module.<generator_attr>`` and maps its output to [0, 1].
+
+    ``latent_distribution``: ``normal`` (N(0, I), privgan's and most GANs') or ``uniform``
+    (U(-1, 1) per coordinate); feeding the wrong one saturates the samples.
+    """
     _check_range(output_range)
+    if latent_distribution not in LATENTS:
+        raise ValueError(f"latent_distribution must be one of {LATENTS}, got {latent_distribution!r}")
 
     def sample(module: nn.Module, n: int, generator: torch.Generator) -> torch.Tensor:
         net = _attr(module, generator_attr, "the generator network")
         dim = _latent_dim(module, latent_dim)
         device = generator.device if generator is not None else torch.device("cpu")
-        z = torch.randn(n, dim, generator=generator, device=device).to(next(net.parameters()).device)
+        if latent_distribution == "normal":
+            z = torch.randn(n, dim, generator=generator, device=device)
+        else:
+            z = torch.rand(n, dim, generator=generator, device=device) * 2 - 1
+        z = z.to(next(net.parameters()).device)
         x = net(z)
         return (x + 1) / 2 if output_range == "tanh" else x
 
@@ -66,12 +81,13 @@ def generator_sampler(generator_attr: str = "generator", *, latent_dim: int | No
 
 
 def resolve_sampler(module: nn.Module, sample_fn: SampleFn | None, generator_attr: str | None, latent_dim: int | None,
-                    output_range: str, who: str) -> Callable[[int, torch.Generator], torch.Tensor]:
+                    output_range: str, who: str, latent_distribution: str = "normal") -> Callable[[int, torch.Generator], torch.Tensor]:
     """``fn(n, generator)`` from, in order: ``sample_fn``, ``generator_attr``, the module's own ``sample``."""
     if sample_fn is not None:
         return lambda n, g: sample_fn(module, n, g)
     if generator_attr is not None:
-        fn = generator_sampler(generator_attr, latent_dim=latent_dim, output_range=output_range)
+        fn = generator_sampler(generator_attr, latent_dim=latent_dim, output_range=output_range,
+                               latent_distribution=latent_distribution)
         return lambda n, g: fn(module, n, g)
     if isinstance(module, SampleableGenerator):
         return module.sample
@@ -181,11 +197,11 @@ def split_target(module: nn.Module, *, split_layer: str | None = None) -> "Split
 
 def gan_target(module: nn.Module, *, sample_fn: SampleFn | None = None, generator_attr: str | None = None,
                latent_dim: int | None = None, output_range: str = "tanh", discriminator_attr: str | None = None,
-               batch_size: int = 256) -> "GanTarget":
+               batch_size: int = 256, latent_distribution: str = "normal") -> "GanTarget":
     """A generator as an attack target: how to sample it and, where it exists, its discriminator."""
     from privgan.targets.kinds import GanTarget
 
-    fn = resolve_sampler(module, sample_fn, generator_attr, latent_dim, output_range, "this attack")
+    fn = resolve_sampler(module, sample_fn, generator_attr, latent_dim, output_range, "this attack", latent_distribution)
     return GanTarget(sample=fn, discriminator_scores=discriminator_scorer(module, discriminator_attr, output_range),
                      device=_device(module), batch_size=batch_size)
 

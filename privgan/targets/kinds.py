@@ -48,6 +48,15 @@ class GanTarget:
             self.bank[key] = torch.cat(out)
         return self.bank[key]
 
+    def saturation_note(self, n: int, *, seed: int = 0, limit: float = 0.05) -> str | None:
+        """A warning when more than ``limit`` of the samples' pixels sit at 0 or 1 (wrong latent distribution or range)."""
+        x = self.draw(n, seed=seed)
+        share = float(((x <= 1e-3) | (x >= 1 - 1e-3)).float().mean())
+        if share <= limit:
+            return None
+        return (f"{share:.1%} of the sample pixels are saturated at 0 or 1: is the latent distribution right "
+                "(latent_distribution: normal | uniform) and the output range (output_range: tanh | unit)?")
+
     def embeddings(self, n: int, embedder: Any, *, seed: int = 0) -> torch.Tensor:
         """Identity embeddings of ``draw(n, seed)``, computed once per embedder."""
         key = ("embeddings", n, seed, getattr(embedder, "name", type(embedder).__name__))

@@ -339,3 +339,25 @@ def test_registered_inversion_inverts_an_invertible_client_and_not_a_blind_one(s
     assert leaky.signals["psnr_db"].value > blind.signals["psnr_db"].value + 10
     assert leaky.signals["reid_top1"].value >= 0.75 and leaky.verdict == "leak" and "reid_top1" in leaky.leaking
     assert blind.verdict == "no leak found", blind.leaking
+
+
+def test_decoder_stops_when_held_out_loss_levels_off_and_flags_when_cut_short(decoder_data) -> None:
+    """Attack strength must not decide the conclusion silently: a decoder cut short says it did not converge."""
+    aux, held_out = decoder_data
+    short = DecoderInversion(feature_shape=(12, 8, 8), image_shape=(3, 16, 16), width=16, epochs=2).fit(unshuffle_client(), aux)
+    assert not short.converged_ and not short.reconstruct(unshuffle_client()(held_out), held_out).converged
+    blind = lambda x: torch.zeros(len(x), 12, 8, 8)  # noqa: E731 - nothing to learn beyond the mean face
+    long = DecoderInversion(feature_shape=(12, 8, 8), image_shape=(3, 16, 16), width=8, epochs=80).fit(blind, aux)
+    assert long.converged_ and len(long.val_loss_) < 80  # stopped early on the held-out auxiliary faces
+    assert len(long.train_loss_) == len(long.val_loss_)
+
+
+def test_unconverged_inversion_is_inconclusive_never_no_leak(synthetic_view) -> None:
+    from privgan.attacks import run_attack
+    from privgan.targets.kinds import SplitTarget
+
+    blind = SplitTarget(client=lambda x: torch.zeros(len(x), 12, 8, 8))
+    r = run_attack("inversion", blind, synthetic_view, {"n_targets": 8, "whitebox": False, "decoder_epochs": 1,
+                                                        "decoder_width": 8, "pair_far": 0.05, "n_gallery": 0})
+    assert not r.converged and r.verdict == "inconclusive" and any("did not converge" in n for n in r.notes)
+    assert "decoder_loss_0" in r.values  # the attacker's learning curve is in the Result

@@ -249,3 +249,25 @@ def test_identity_match_on_a_foreign_gan_with_a_reference_folder(small_face_tree
     assert r.values["samples_matching_members"] > r.values["samples_matching_nonmembers"]
     assert {"ganleaks_pixel_auc", "logan_auc"} <= set(mia.last_result.signals)  # LOGAN through discriminator_attr
     assert (tmp_path / "run" / "identity_match" / "epoch_000_gallery.png").exists()
+
+
+def test_latent_distribution_of_a_foreign_generator_and_the_saturation_warning():
+    """A generator trained on uniform codes saturates when fed normal ones: the attack says so; uniform codes do not."""
+    from privgan.targets.adapters import gan_target
+
+    class UniformGAN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.latent_dim = 8
+            self.generator = nn.Sequential(nn.Linear(8, 3 * 4 * 4), nn.Tanh(), nn.Unflatten(1, (3, 4, 4)))
+            with torch.no_grad():  # weights ±1: pre-activations of std 1.6 on U(-1, 1) codes, 2.8 on N(0, 1) codes
+                self.generator[0].weight.copy_(torch.randn(48, 8, generator=torch.Generator().manual_seed(0)).sign())
+                self.generator[0].bias.zero_()
+
+    m = UniformGAN()
+    normal = gan_target(m, generator_attr="generator", latent_distribution="normal")
+    uniform = gan_target(m, generator_attr="generator", latent_distribution="uniform")
+    assert normal.saturation_note(256) is not None and "latent_distribution" in normal.saturation_note(256)
+    assert uniform.saturation_note(256) is None
+    with pytest.raises(ValueError, match="latent_distribution"):
+        gan_target(m, generator_attr="generator", latent_distribution="laplace")
