@@ -63,7 +63,7 @@ def gan_leaks_pixel(samples: torch.Tensor, members: torch.Tensor, nonmembers: to
 
     Queries are resized to the samples' resolution when they differ.
     """
-    from privgan.faces.preprocess import resize_faces
+    from privgan.faces.resize import resize_faces
 
     size = samples.shape[-1]
     x = torch.cat([resize_faces(members, size), resize_faces(nonmembers, size)])

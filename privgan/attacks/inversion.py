@@ -459,6 +459,7 @@ def run_inversion(target: Any, view: Any, config: InversionConfig) -> Result:
                      "could do better, so silence here is not 'no leak found' (raise decoder_epochs / whitebox_steps)")
     originals = identify(embed_batched(embedder, x.cpu()), y, gallery, gy, threshold=threshold)
     n_ids = originals.n_identities
+    base = originals.hits.float().mean().item()
     subs: dict[str, dict[str, Signal]] = {}
     for name, r in recons:
         q = r.metrics()
@@ -470,11 +471,11 @@ def run_inversion(target: Any, view: Any, config: InversionConfig) -> Result:
             "ssim": Signal(q["ssim"]),
         }
     best, signals = merge_sub_attacks(subs, "reid_top1")
-    base = originals.hits.float().mean().item()
     if base < 0.5:
         notes.append(f"only {base:.0%} of the real held-out photos pass the re-id threshold {threshold:.3f}: "
                      "verified re-id understates the leak; read reid_top1")
-    values = {"reid_threshold": float(threshold), "reid_rate_originals": base,
+    relative = {f"{name}_reid_relative": sig["reid_rate"].value / base for name, sig in subs.items() if base > 0}
+    values = {"reid_threshold": float(threshold), "reid_rate_originals": base, **relative,
               "reid_top1_originals": float((originals.predicted == y).float().mean()), "n_identities": float(n_ids),
               "n_targets": float(len(y)), **curves}
     n = config.n_gallery

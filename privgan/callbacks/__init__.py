@@ -2,6 +2,7 @@
 
 from privgan.callbacks.base import AttackCallback
 from privgan.callbacks.curve import PrivacyUtilityCurve
+from privgan.callbacks.dp import DPSGDCallback
 from privgan.callbacks.gan_membership import GanMembershipAttack
 from privgan.callbacks.identity_match import IdentityMatchAttack
 from privgan.callbacks.inversion import InversionAttack
@@ -10,6 +11,7 @@ from privgan.callbacks.membership import MembershipAttack
 
 __all__ = [
     "AttackCallback",
+    "DPSGDCallback",
     "GanMembershipAttack",
     "IdentityMatchAttack",
     "InversionAttack",

@@ -66,6 +66,10 @@ class AttackCallback(L.Callback):
         """Attacker-side state reused across runs (none by default)."""
         return {}
 
+    def resources_from_checkpoint(self, state: dict[str, Any], target: Any, view: AttackerView, config: Any) -> dict[str, Any]:
+        """Attacker state this callback kept in a checkpoint (its ``state_dict``), for ``privgan attack`` (none by default)."""
+        return {}
+
     def run_config(self, epoch: int) -> Any:
         """The config of a run after ``epoch`` (the stored one unless a subclass ties it to training progress)."""
         return self.config
@@ -139,9 +143,16 @@ def shared_bank(trainer: L.Trainer, pl_module: L.LightningModule, sampler: tuple
 
 
 def run_dir(trainer: L.Trainer, out_dir: str | None = None) -> Path:
-    """Where a callback writes its files: ``out_dir`` or the trainer's default_root_dir."""
+    """Where a callback writes its files: ``out_dir`` or the trainer's default_root_dir.
+
+    Raises :class:`privgan.reporting.local_files.RunFolderBusy` when another live run holds the
+    folder's lock (``privgan fit`` and ``PrivacyUtilityCurve`` take it), rather than overwrite its files.
+    """
+    from privgan.reporting.local_files import check_folder_free
+
     p = Path(out_dir) if out_dir else Path(trainer.default_root_dir)
     p.mkdir(parents=True, exist_ok=True)
+    check_folder_free(p)
     return p
 
 

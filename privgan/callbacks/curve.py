@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -22,20 +23,32 @@ class PrivacyUtilityCurve(L.Callback):
     the module's logged ``utility_key`` or, when the module logs none, the value of that name in a
     Result of the same step (``utility/fd_face`` from the identity-match attack);
     ``utility_higher_is_better`` defaults to False for Fréchet distances. ε and δ come from the
-    module's ``privacy_spent()`` (or its logged ``dp/epsilon`` and ``dp/delta``). At the end of
-    fit, ``timing.json`` records attack seconds against training seconds.
+    module's ``privacy_spent()`` or a DP callback's (:class:`privgan.callbacks.DPSGDCallback`), else
+    the logged ``dp/epsilon`` and ``dp/delta``. At the end of fit, ``timing.json`` records attack
+    seconds against training seconds.
+
+    Safe files: the run folder is locked for the fit (``.privgan.lock`` with the pid; a second
+    live run into it is refused). A fit that would overwrite the points of an earlier one in the
+    same folder refuses to start unless it resumes them (``ckpt_path``, e.g. ``privgan fit ...
+    --ckpt_path=last``) or ``overwrite=True`` (``privgan fit ... --overwrite``). ``curve.json``
+    says ``"finished": true`` (with ``epochs`` and ``max_epochs``) only once a fit ended on its own
+    (its last epoch, or a callback's stop), which is how ``privgan sweep --skip-done`` tells done
+    runs from interrupted ones.
     """
 
     def __init__(self, *, utility_key: str = "utility/val_acc", keys: Sequence[str] = DEFAULT_KEYS,
-                 utility_higher_is_better: bool | None = None, out_dir: str | None = None, plot: bool = True) -> None:
+                 utility_higher_is_better: bool | None = None, out_dir: str | None = None, plot: bool = True,
+                 overwrite: bool = False) -> None:
         self.utility_key = utility_key
         if utility_higher_is_better is None:  # distances (FD) are better when lower; accuracies when higher
             utility_higher_is_better = "fd" not in utility_key.rsplit("/", 1)[-1]
         self.utility_higher_is_better = utility_higher_is_better
-        self.keys, self.out_dir, self.plot = tuple(keys), out_dir, plot
+        self.keys, self.out_dir, self.plot, self.overwrite = tuple(keys), out_dir, plot, overwrite
         self.points: list[CurvePoint] = []
         self._t0: float | None = None
         self._elapsed_before = 0.0
+        self._restored = False
+        self._lock = None
 
     def elapsed(self) -> float:
         """Seconds of fit so far, across resumes."""
@@ -63,15 +76,50 @@ class PrivacyUtilityCurve(L.Callback):
             self.write(run_dir(trainer, self.out_dir))
         return point
 
-    def write(self, out: Path) -> None:
-        """``curve.json`` (typed points), ``curve.csv`` (flat rows) and ``curve.png``."""
+    def write(self, out: Path, **meta: Any) -> None:
+        """``curve.json`` (typed points; ``finished`` false until the fit ends), ``curve.csv`` (flat rows) and ``curve.png``."""
         from privgan.reporting.local_files import write_csv
         from privgan.reporting.plots import plot_run_curve
 
-        save_curve(out / "curve.json", self.points)
+        save_curve(out / "curve.json", self.points, **({"finished": False} | meta))
         write_csv(out / "curve.csv", [p.flat() for p in self.points])
         if self.plot:
             plot_run_curve(self.points, self.keys, out / "curve.png", title=str(Path(out).name))
+
+    # -- one run per folder, no silent overwrite ---------------------------------------------------
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage != "fit" or not trainer.is_global_zero:
+            return
+        from privgan.reporting.local_files import RunFolderLock
+
+        self._lock = RunFolderLock(run_dir(trainer, self.out_dir)).acquire()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._release()
+        self._restored = False
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._release()
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Refuse to start over a folder whose curve has points this fit did not resume (unless ``overwrite``)."""
+        if not trainer.is_global_zero or self._restored or self.overwrite:
+            return
+        out = run_dir(trainer, self.out_dir)
+        kept = {p.step for p in self.points}
+        lost = [s for s in earlier_steps(out / "curve.json") if s not in kept]
+        if lost:
+            raise FileExistsError(
+                f"run folder {str(out)!r} already has {len(lost)} privacy-utility curve point(s) in curve.json that this fit "
+                "did not resume; starting over would overwrite them. Resume the run from its checkpoint with "
+                "`privgan fit --config ... --ckpt_path=last` (Trainer.fit(..., ckpt_path=...)), or start over on purpose "
+                "with `privgan fit ... --overwrite` (PrivacyUtilityCurve(overwrite=True)), or use another trainer.default_root_dir"
+            )
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._t0 = time.perf_counter()
@@ -81,6 +129,14 @@ class PrivacyUtilityCurve(L.Callback):
             return
         from privgan.reporting.local_files import write_json
         from privgan.reporting.wandb_helpers import log_table
+
+        # done = the fit ended on its own: its last epoch (or step), or a callback's stop (early stopping, max_time)
+        epochs = int(trainer.current_epoch)
+        reached = ((trainer.max_epochs is not None and trainer.max_epochs >= 0 and epochs >= trainer.max_epochs)
+                   or (trainer.max_steps is not None and trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps))
+        finished = bool((reached or trainer.should_stop) and not trainer.interrupted)
+        save_curve(run_dir(trainer, self.out_dir) / "curve.json", self.points, finished=finished, epochs=epochs,
+                   max_epochs=trainer.max_epochs, stopped_early=bool(finished and not reached))
 
         total = self.elapsed()
         seconds: dict[str, float] = {}
@@ -108,10 +164,24 @@ class PrivacyUtilityCurve(L.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.points = [CurvePoint.from_dict(p) for p in state_dict.get("points", [])]
         self._elapsed_before = float(state_dict.get("elapsed", 0.0))
+        self._restored = True
+
+
+def earlier_steps(path: str | Path) -> list[int]:
+    """The steps of the points a ``curve.json`` holds (none when there is no file or it is unreadable)."""
+    try:
+        data = json.loads(Path(path).read_text())
+        return [int(p["step"]) for p in data.get("points", [])]
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return []
 
 
 def privacy_spent(trainer: L.Trainer, pl_module: L.LightningModule) -> tuple[float, float | None]:
-    """(ε, δ) so far: the module's ``privacy_spent()``, else its logged ``dp/epsilon`` and ``dp/delta``; (inf, None) if not private."""
+    """(ε, δ) so far: a DP callback's (``DPSGDCallback``), else the module's ``privacy_spent()``, else its logged
+    ``dp/epsilon`` and ``dp/delta``; (inf, None) if not private."""
+    for cb in trainer.callbacks:
+        if getattr(cb, "is_dp_callback", False) and callable(getattr(cb, "privacy_spent", None)):
+            return cb.privacy_spent()
     if callable(getattr(pl_module, "privacy_spent", None)):
         return pl_module.privacy_spent()
     eps, delta = trainer.callback_metrics.get("dp/epsilon"), trainer.callback_metrics.get("dp/delta")

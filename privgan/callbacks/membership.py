@@ -42,6 +42,15 @@ class MembershipAttack(AttackCallback):
     def resources(self) -> dict[str, Any]:
         return {"shadow": self.shadow_} if self.shadow_ is not None else {}
 
+    def resources_from_checkpoint(self, state: dict[str, Any], target: Any, view: Any, config: Any) -> dict[str, Any]:
+        """The shadow models the training run kept, when they match ``config`` (else they are retrained)."""
+        saved = state.get("shadow")
+        if not config.shadow_models or saved is None or len(saved["models"]) != config.shadow_models:
+            return {}
+        shadow = make_shadow_models(target, view, config)
+        shadow.load_state_dict(saved)
+        return {"shadow": shadow} if shadow.epochs_ == config.shadow_epochs else {}
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Shadow models keep pace with the target (one epoch per epoch), then the attack runs when due."""
         if self.config.shadow_models and trainer.is_global_zero and not trainer.sanity_checking:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
@@ -32,11 +34,73 @@ class RecipeAsRunConfig(SaveConfigCallback):
 
         recipe = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
         recipe.pop("config", None)  # the file names the recipe was read from
+        recipe.pop("overwrite", None)  # how this fit was started, not part of the recipe
         log_run_config(trainer, {"recipe": recipe, "seed": recipe.get("seed_everything"), "versions": versions()})
 
 
 class PrivganCLI(LightningCLI):
-    """LightningCLI whose loggers default to the run's folder, so each run is self-contained."""
+    """LightningCLI whose loggers default to the run's folder, so each run is self-contained.
+
+    Checkpoints go to ``<run folder>/checkpoints/`` whenever a ModelCheckpoint leaves ``dirpath``
+    null (so ``--ckpt_path=last`` finds ``last.ckpt`` whatever the logger), and are written
+    atomically (:class:`privgan.reporting.local_files.AtomicCheckpointIO`). ``fit`` locks the run
+    folder for its duration and refuses to start over a folder whose curve has points unless it
+    resumes them (``--ckpt_path``) or is told ``--overwrite``.
+    """
+
+    _lock: Any = None
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument("--overwrite", type=bool, nargs="?", const=True, default=False,
+                            help="start over in a run folder that holds an earlier run's curve points (they are replaced); "
+                                 "to continue that run instead, give --ckpt_path=last")
+
+    def _subcommand_config(self) -> Any:
+        return self.config.get(self.subcommand, self.config) if self.subcommand else self.config
+
+    def instantiate_trainer(self, **kwargs: Any):
+        trainer = super().instantiate_trainer(**kwargs)
+        stable_checkpoints(trainer)
+        return trainer
+
+    def before_fit(self) -> None:
+        """Lock the run folder; refuse to overwrite an earlier run's curve unless resuming or told --overwrite."""
+        from lightning.pytorch.utilities import rank_zero_only
+
+        from privgan.callbacks.curve import PrivacyUtilityCurve, earlier_steps
+        from privgan.reporting.local_files import RunFolderBusy, RunFolderLock
+
+        cfg = self._subcommand_config()
+        overwrite = bool(cfg.get("overwrite"))
+        curves = [cb for cb in self.trainer.callbacks if isinstance(cb, PrivacyUtilityCurve)]
+        for cb in curves:
+            cb.overwrite = cb.overwrite or overwrite
+        if rank_zero_only.rank != 0:
+            return
+        root = Path(self.trainer.default_root_dir)
+        try:
+            self._lock = RunFolderLock(root).acquire()
+        except RunFolderBusy as e:
+            raise SystemExit(f"privgan fit: {e}") from None
+        if overwrite or cfg.get("ckpt_path") is not None:
+            return
+        for cb in curves:
+            out = Path(cb.out_dir) if cb.out_dir else root
+            n = len(earlier_steps(out / "curve.json"))
+            if n:
+                raise SystemExit(
+                    f"privgan fit: run folder {str(out)!r} already holds {n} privacy-utility curve point(s) of an earlier run; "
+                    "starting over would overwrite them. Continue that run from its checkpoint with "
+                    "`privgan fit --config ... --ckpt_path=last`, start over on purpose with `--overwrite`, "
+                    "or give this run another --trainer.default_root_dir")
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
@@ -53,10 +117,77 @@ class PrivganCLI(LightningCLI):
                 init["save_dir"] = root
 
 
+def stable_checkpoints(trainer: Any) -> None:
+    """Checkpoints in ``<run folder>/checkpoints/`` (not under a logger's run id), written atomically.
+
+    Every ModelCheckpoint whose ``dirpath`` is null gets that folder, so ``--ckpt_path=last`` and
+    ``privgan sweep --skip-done`` find ``last.ckpt``; the plain checkpoint writer becomes
+    :class:`~privgan.reporting.local_files.AtomicCheckpointIO` (a user's own plugin is kept).
+    """
+    from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from privgan.reporting.local_files import AtomicCheckpointIO
+
+    folder = os.path.join(str(trainer.default_root_dir), "checkpoints")
+    for cb in trainer.checkpoint_callbacks:
+        if isinstance(cb, ModelCheckpoint) and cb.dirpath is None:
+            cb.dirpath = os.path.realpath(folder)
+    if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+        trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+
+
+def config_files(args: list[str]) -> list[str]:
+    """The recipe files named by ``--config X``, ``--config=X`` or ``-c X`` in ``args``."""
+    out, i = [], 0
+    while i < len(args):
+        a = args[i]
+        if a in ("--config", "-c") and i + 1 < len(args):
+            out.append(args[i + 1])
+            i += 1
+        elif a.startswith(("--config=", "-c=")):
+            out.append(a.split("=", 1)[1])
+        i += 1
+    return out
+
+
+def check_recipe_file(spec: str) -> None:
+    """Exit with a message naming the file when a recipe is missing, a folder, binary, empty, bad YAML or not a mapping."""
+    import yaml
+
+    p = Path(spec).expanduser()
+    if not p.exists():
+        if ":" in spec or "{" in spec:  # jsonargparse also takes the recipe's text itself
+            return
+        raise SystemExit(f"privgan: recipe file {spec!r} does not exist")
+    if p.is_dir():
+        raise SystemExit(f"privgan: recipe {spec!r} is a folder; give a YAML file (e.g. recipes/split_lfw.yaml)")
+    data = p.read_bytes()
+    try:
+        if b"\x00" in data:
+            raise UnicodeDecodeError("utf-8", data, data.index(b"\x00"), data.index(b"\x00") + 1, "NUL byte")
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SystemExit(f"privgan: recipe {spec!r} is not a text YAML file (binary data at byte {e.start}); "
+                         "give a recipe such as recipes/split_lfw.yaml") from None
+    try:
+        recipe = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise SystemExit(f"privgan: recipe {spec!r} is not valid YAML: {e}") from None
+    if recipe is None:
+        raise SystemExit(f"privgan: recipe {spec!r} is empty; a recipe sets keys such as trainer:, model: and data: "
+                         "(see recipes/split_lfw.yaml and docs/recipes.md)")
+    if not isinstance(recipe, dict):
+        raise SystemExit(f"privgan: recipe {spec!r} holds a YAML {type(recipe).__name__}, not a mapping of keys "
+                         "(trainer:, model:, data:, ...)")
+
+
 def run_lightning(args: list[str]) -> None:
     """LightningCLI over any LightningModule / LightningDataModule named in the recipe."""
     import lightning as L
 
+    for spec in config_files(args):
+        check_recipe_file(spec)
     PrivganCLI(
         L.LightningModule,
         L.LightningDataModule,
@@ -85,15 +216,23 @@ def cmd_faces(argv: list[str]) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     ev = sub.add_parser("eval-lfw", help="LFW 10-fold pairs protocol for an identity embedder")
     ev.add_argument("--embedder", default="sface", help="sface | onnx | facenet")
-    ev.add_argument("--model-path", default=None, help="weights file for onnx / facenet")
+    ev.add_argument("--embedder-path", "--model-path", dest="embedder_path", default=None,
+                    help="model file: required for onnx (an .onnx embedder), a state dict for facenet (--model-path: same)")
     ev.add_argument("--max-pairs", type=int, default=None, help="use only the first N pairs (quick check)")
     ev.add_argument("--out", default="runs/lfw", help="folder for lfw_<embedder>.json")
     a = p.parse_args(argv)
     from pathlib import Path
 
     from privgan.faces.lfw import eval_lfw_main
+    from privgan.paths import MissingDataError
 
-    eval_lfw_main(a.embedder, Path(a.out), a.max_pairs, a.model_path)
+    if a.embedder == "onnx" and a.embedder_path is None:
+        ev.error("--embedder onnx needs --embedder-path pointing to an .onnx face embedding model (e.g. MobileFaceNet.onnx)")
+    try:
+        eval_lfw_main(a.embedder, Path(a.out), a.max_pairs, a.embedder_path)
+    except (ValueError, ImportError, MissingDataError) as e:
+        print(f"privgan faces eval-lfw: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

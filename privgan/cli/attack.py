@@ -2,7 +2,8 @@
 
 The recipe the model was trained with (--config, repeatable) gives the module class, the data
 and the attack callback's settings, so the numbers are those the training run would log at that
-checkpoint (membership's shadow models train checkpoint epoch + 1 epochs). --references (a
+checkpoint (membership's shadow models come from the checkpoint when the run kept them, else
+they train checkpoint epoch + 1 epochs). --references (a
 folder with members/, heldout/, nonmembers/, auxiliary/) replaces the recipe's data or stands in
 for it. The files are the callback's (NAME/epoch_NNN.json, rows, scores, ROC, gallery) and a
 curve point at the checkpoint's step goes into OUT/attack_curve.json, with ε and δ from the
@@ -260,7 +261,10 @@ def main(argv: list[str]) -> int:
     epoch, step = int(ckpt.get("epoch", 0)), int(ckpt.get("global_step", 0))
     target = build_target(a.attack, spec.target, path, ckpt, cb, model, a.device)
     config = attack_config(a.attack, cb, epoch, a.set, a.seed)
-    result = run_attack(a.attack, target, attacker_view(a, spec.needs, cb, datamodule, ckpt), config)
+    view = attacker_view(a, spec.needs, cb, datamodule, ckpt)
+    state = (ckpt.get("callbacks") or {}).get(cb.state_key, {}) if cb is not None else {}
+    resources = cb.resources_from_checkpoint(state, target, view, config) if cb is not None else {}
+    result = run_attack(a.attack, target, view, config, resources=resources)
     name = a.name or (cb.name if cb else a.attack)
     out = Path(a.out) if a.out else default_out(path)
     files = save_result(result, out / name, f"epoch_{epoch:03d}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import math
 import os
 import subprocess
@@ -62,10 +63,27 @@ def run_name(params: dict[str, str]) -> str:
     return "__".join(f"{k.split('.')[-1]}={v}" for k, v in params.items()).replace("/", "_") or "run"
 
 
-def final_point(run_dir: Path) -> CurvePoint | None:
-    """The last point of a finished run's curve (None if the run wrote no curve)."""
+def run_finished(run_dir: Path) -> bool:
+    """Whether the run's fit reached its end: ``curve.json`` says ``"finished": true`` (written by PrivacyUtilityCurve)."""
+    try:
+        data = json.loads((Path(run_dir) / "curve.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("finished") is True
+
+
+def final_point(run_dir: Path, *, finished_only: bool = False) -> CurvePoint | None:
+    """The last point of a run's curve (None if the run wrote none, or, with ``finished_only``, did not finish)."""
+    if finished_only and not run_finished(run_dir):
+        return None
     pts = load_curve(run_dir) if (run_dir / "curve.json").exists() else []
     return pts[-1] if pts else None
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    """``<run>/checkpoints/last.ckpt`` (where ``privgan fit`` keeps it) when it exists."""
+    p = Path(run_dir) / "checkpoints" / "last.ckpt"
+    return p if p.is_file() else None
 
 
 def main(argv: list[str]) -> int:
@@ -75,7 +93,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--grid", action="append", default=[], help="KEY=V1,V2,... (repeatable; the product is run)")
     p.add_argument("--out", default=None, help="sweep folder (default runs/sweep-<recipe name>)")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
-    p.add_argument("--skip-done", action="store_true", help="skip grid points whose run already has a final curve point")
+    p.add_argument("--skip-done", action="store_true",
+                   help="skip grid points whose run finished (curve.json says finished: true); resume interrupted ones "
+                        "from <run>/checkpoints/last.ckpt")
     p.add_argument("--wandb-sweep", default=None, metavar="FILE",
                    help="write a W&B sweep config for the same grid to FILE and exit (run it with `wandb sweep FILE`)")
     p.add_argument("--wandb-metric", default="privacy/identity_match_auc", help="metric the W&B sweep reports on")
@@ -109,11 +129,26 @@ def main(argv: list[str]) -> int:
         for c in a.config:
             cmd += ["--config", c]
         cmd += [f"--{k}={v}" for k, v in params.items()] + [f"--trainer.default_root_dir={rdir}"] + extra
+        done = run_finished(rdir)
+        started = (rdir / "curve.json").exists() or last_checkpoint(rdir) is not None
+        note = ""
+        if a.skip_done and not done and started:
+            if (ckpt := last_checkpoint(rdir)) is not None:  # interrupted: continue it, its curve keeps its points
+                cmd.append(f"--ckpt_path={ckpt}")
+                note = f"  unfinished: resuming from {ckpt}"
+            elif "--overwrite" not in cmd:
+                cmd.append("--overwrite")
+                note = "  unfinished and no checkpoint to resume from: starting over"
         print(f"[{i + 1}/{len(combos)}] {' '.join(cmd)}", flush=True)
         if a.dry_run:
             continue
-        if a.skip_done and final_point(rdir) is not None:
+        if note:
+            print(note, flush=True)
+        if a.skip_done and done:
             print("  already done, skipped", flush=True)
+        elif not a.skip_done and started and "--overwrite" not in cmd:
+            print(f"  {rdir} holds an earlier run: pass --skip-done to keep finished runs and resume the others, "
+                  "or --overwrite to start them over; not run", flush=True)
         else:
             rdir.mkdir(parents=True, exist_ok=True)
             write_json(rdir / "sweep_params.json", params)
@@ -123,10 +158,11 @@ def main(argv: list[str]) -> int:
             print(f"  exit {rc} after {time.perf_counter() - t0:.0f} s", flush=True)
             if rc != 0:
                 print(f"  run {name} failed (exit {rc}); the sweep goes on", flush=True)
-        pt = final_point(rdir)
+        pt = final_point(rdir, finished_only=True)  # the frontier is drawn from finished runs only
         if pt is not None:
             finals[name] = pt
-        rows.append({"run": name, **params, **(pt.flat() if pt else {"status": "failed"})})
+        status = "finished" if pt is not None else "unfinished" if (rdir / "curve.json").exists() else "failed"
+        rows.append({"run": name, **params, "status": status, **(pt.flat() if pt else {})})
     if a.dry_run:
         return 0
     write_csv(out / "sweep.csv", rows)
@@ -154,6 +190,10 @@ def curve_main(argv: list[str]) -> int:
     finals = {d.name: pt for d in dirs if (pt := final_point(d)) is not None}
     if not finals:
         raise SystemExit("privgan curve: no curve point found in " + ", ".join(a.runs))
+    unfinished = [d.name for d in dirs if d.name in finals and not run_finished(d)]
+    if unfinished:
+        print(f"note: {', '.join(unfinished)} did not finish (their last point is not their final one); "
+              "resume them with `privgan fit ... --ckpt_path=last`", flush=True)
     plot_frontier(finals, a.keys, a.out)
     csv_path = write_csv(Path(a.out).with_suffix(".csv"), [{"run": name} | pt.flat() for name, pt in finals.items()])
     for name, pt in finals.items():

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from privgan.data.identity_folders import LabeledImages, scan_identity_folders
 from privgan.data.manifest import SplitManifest, make_split
 from privgan.paths import lfw_root
+from privgan.validation import check_int, check_number
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +25,14 @@ def default_face_root() -> str:
 class FaceIdentityDataModule(L.LightningDataModule):
     """Faces of K identities: members train the model, held-out photos are non-members.
 
-    Faces are detected and aligned once with MTCNN (cached on disk) and resized to
-    ``image_size`` (``privgan.faces.load_aligned``). Auxiliary identities, disjoint from the K,
-    are the attacker's own data. Bad files (unreadable, empty, no face) are skipped and counted
-    in ``skipped``. The split is saved as ``manifest.json`` in the trainer's ``default_root_dir``.
+    Faces are detected and aligned once (cached on disk) and resized to ``image_size``
+    (``privgan.faces.load_aligned``): ``align="auto"`` aligns with MTCNN and takes photos that
+    are already face crops whole, ``"mtcnn"`` only aligns, ``"none"`` takes every file as a crop;
+    ``min_face_prob`` is MTCNN's threshold. Auxiliary identities, disjoint from the K, are the
+    attacker's own data. Bad files (unreadable, empty, too small, no face) are skipped and
+    counted in ``skipped`` (a warning gives the counts and the share dropped, and names
+    identities left with no usable photo). The split is saved as ``manifest.json`` in the
+    trainer's ``default_root_dir``.
     """
 
     def __init__(
@@ -45,8 +50,23 @@ class FaceIdentityDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         manifest: str | None = None,
+        align: str = "auto",
+        min_face_prob: float = 0.95,
     ) -> None:
         super().__init__()
+        from privgan.faces.preprocess import check_align
+
+        check_align(align, min_face_prob)
+        owner = type(self).__name__
+        check_int(owner, "n_identities", n_identities, minimum=2)
+        check_int(owner, "min_images", min_images, minimum=2)
+        check_int(owner, "max_images", max_images, minimum=max(2, min_images if isinstance(min_images, int) else 2), allow_none=True)
+        check_number(owner, "train_fraction", train_fraction, minimum=0.0, inclusive=False, maximum=1.0)
+        check_int(owner, "aux_identities", aux_identities, minimum=0)
+        check_int(owner, "aux_max_images", aux_max_images, minimum=1)
+        check_int(owner, "image_size", image_size, minimum=8)
+        check_int(owner, "batch_size", batch_size, minimum=1)
+        check_int(owner, "num_workers", num_workers, minimum=0)
         self.save_hyperparameters()
         self.root = root or default_face_root()
         self.manifest_: SplitManifest | None = None
@@ -76,11 +96,15 @@ class FaceIdentityDataModule(L.LightningDataModule):
         files = [f for part in (manifest.train, manifest.heldout, manifest.auxiliary) for v in part.values() for f in v]
         from privgan.faces.preprocess import load_aligned
 
-        faces = load_aligned(files, size=hp.image_size)
+        faces = load_aligned(files, size=hp.image_size, align=hp.align, min_face_prob=hp.min_face_prob)
         self.skipped = faces.skipped
-        if any(faces.skipped.values()):
-            log.warning("privgan data: %s", faces.summary())
         ok = {str(p): i for i, p in enumerate(faces.paths)}
+        if any(faces.skipped.values()):
+            log.warning("privgan data: %s (align=%r)", faces.summary(), hp.align)
+        for what, part in (("member", manifest.train), ("held-out", manifest.heldout)):
+            lost = sorted(n for n, fs in part.items() if fs and not any(f in ok for f in fs))
+            if lost:
+                log.warning("privgan data: no usable %s photo of %d identities: %s", what, len(lost), ", ".join(lost))
         imgs = faces.images
 
         def gather(part: dict[str, list[str]], labelled: bool) -> LabeledImages:

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from privgan.data.identity_folders import eligible_identities, scan_identity_folders
 from privgan.data.manifest import JsonManifest, SplitError
 from privgan.paths import lfw_root
+from privgan.validation import check_choice, check_int
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +76,17 @@ class GanFaceDataModule(L.LightningDataModule):
     ``over_train_images`` photos each (drawn from identities with that many photos; they come
     first in the member labels, and ``n_member_identities`` counts the regular members only).
     Every identity keeps ``reference_images`` photos the GAN never sees. Faces are aligned once
-    with MTCNN (cached) and resized to ``image_size`` (``privgan.faces.load_aligned``). Up to
-    ``max_tries_per_identity`` photos (default twice what is needed) are tried per identity;
-    bad files are skipped and counted in ``skipped``, and an identity left with too few usable
-    faces is replaced by the next one in the seeded order (listed in ``dropped``). The split is
-    saved as ``manifest.json`` in the trainer's ``default_root_dir``.
+    (cached) and resized to ``image_size`` (``privgan.faces.load_aligned``): ``align="auto"``
+    aligns with MTCNN and takes photos that are already face crops whole, ``"mtcnn"`` only
+    aligns, ``"none"`` takes every file as a crop; ``min_face_prob`` is MTCNN's threshold.
+
+    Per identity, the first ``max_tries_per_identity`` of its photos in seeded order are tried
+    (null: twice the photos it needs, ``train_images + reference_images``, or
+    ``over_train_images + reference_images``; never fewer than it needs; an identity's other
+    photos are not looked at). Bad files are skipped and counted in ``skipped``; an identity with
+    too few usable faces among those tried is replaced by the next one in the seeded order
+    (listed in ``dropped`` with the files tried). The split is saved as ``manifest.json`` in the
+    trainer's ``default_root_dir``.
     """
 
     def __init__(
@@ -99,13 +106,27 @@ class GanFaceDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         manifest: str | None = None,
+        align: str = "auto",
+        min_face_prob: float = 0.95,
     ) -> None:
         super().__init__()
-        if design not in DESIGNS:
-            raise ValueError(f"design must be one of {DESIGNS}, got {design!r}")
-        for name, v in (("n_member_identities", n_member_identities), ("train_images", train_images), ("reference_images", reference_images)):
-            if v < 1:
-                raise ValueError(f"{name} must be >= 1, got {v}")
+        from privgan.faces.preprocess import check_align
+
+        check_align(align, min_face_prob)
+        if max_tries_per_identity is not None and (isinstance(max_tries_per_identity, bool) or max_tries_per_identity < 1):
+            raise ValueError(
+                f"max_tries_per_identity must be >= 1 (photos tried per identity) or null (twice the photos needed), "
+                f"got {max_tries_per_identity!r}"
+            )
+        owner = type(self).__name__
+        check_choice(owner, "design", design, DESIGNS)
+        for name, v in (("n_member_identities", n_member_identities), ("train_images", train_images),
+                        ("reference_images", reference_images), ("n_overrepresented", n_overrepresented),
+                        ("over_train_images", over_train_images), ("batch_size", batch_size)):
+            check_int(owner, name, v, minimum=1)
+        check_int(owner, "n_nonmember_identities", n_nonmember_identities, minimum=1, allow_none=True)
+        check_int(owner, "image_size", image_size, minimum=8)
+        check_int(owner, "num_workers", num_workers, minimum=0)
         if design == "overrepresented" and (n_overrepresented < 1 or over_train_images <= train_images):
             raise ValueError(
                 "design='overrepresented' needs n_overrepresented >= 1 and over_train_images > train_images, "
@@ -117,6 +138,7 @@ class GanFaceDataModule(L.LightningDataModule):
         self.manifest_: GanSplitManifest | None = None
         self.skipped: dict[str, list[str]] = {}
         self.dropped: dict[str, str] = {}
+        self.n_tried = 0  # files tried (aligned or skipped) while drawing the split
 
     # -- split -------------------------------------------------------------------------------------
     def _make_split(self) -> tuple[GanSplitManifest, dict[str, torch.Tensor]]:
@@ -155,7 +177,9 @@ class GanFaceDataModule(L.LightningDataModule):
             """Accept ``count`` identities with n_first + n_rest usable faces; returns (name, first, rest)."""
             out = []
             want = n_first + n_rest
-            tries = hp.max_tries_per_identity or 2 * want
+            tries = max(hp.max_tries_per_identity or 2 * want, want)
+            rule = (f"max_tries_per_identity={hp.max_tries_per_identity}" if hp.max_tries_per_identity
+                    else f"max_tries_per_identity null: 2 x {want} needed")
             for name in candidates:
                 if len(out) == count:
                     break
@@ -163,12 +187,17 @@ class GanFaceDataModule(L.LightningDataModule):
                     continue
                 files = [str(f) for f in folders[name]]
                 rng.shuffle(files)
-                res = load_aligned(files[: max(tries, want)], size=hp.image_size)
+                tried = files[:tries]
+                res = load_aligned(tried, size=hp.image_size, align=hp.align, min_face_prob=hp.min_face_prob)
+                self.n_tried += len(tried)
                 for reason, paths in res.skipped.items():
                     skipped.setdefault(reason, []).extend(paths)
                 usable = [str(p) for p in res.paths]
                 if len(usable) < want:
-                    self.dropped[name] = f"{role}: {len(usable)} usable faces of {len(files)} files, {want} needed"
+                    self.dropped[name] = (
+                        f"{role}: {len(usable)} usable faces in {len(tried)} files tried of {len(files)} "
+                        f"({res.reasons()}), {want} needed"
+                    )
                     continue
                 for p, img in zip(usable[:want], res.images[:want]):
                     crops[p] = img
@@ -176,8 +205,11 @@ class GanFaceDataModule(L.LightningDataModule):
                 out.append((name, usable[:n_first], usable[n_first:want]))
             if len(out) < count:
                 raise SplitError(
-                    f"only {len(out)} of {count} {role} identities have {want} usable faces in {self.root!r} "
-                    f"({len(self.dropped)} dropped for bad files or no face: {dict(list(self.dropped.items())[:5])})"
+                    f"only {len(out)} of {count} {role} identities have {want} usable faces among up to {tries} files tried "
+                    f"per identity ({rule}) in {self.root!r}, with align={hp.align!r}, min_face_prob={hp.min_face_prob:g}; "
+                    f"{len(self.dropped)} dropped for bad files or no face: {dict(list(self.dropped.items())[:5])}. "
+                    "Raise max_tries_per_identity, use align='auto' or 'none' for photos that are already face crops, "
+                    "or lower the images per identity."
                 )
             return out
 
@@ -208,9 +240,17 @@ class GanFaceDataModule(L.LightningDataModule):
         manifest = GanSplitManifest.load(path)
         parts = (manifest.train, manifest.member_references, manifest.nonmember_references, manifest.nonmember_others)
         files = [f for part in parts for v in part.values() for f in v]
-        res = load_aligned(files, size=self.hparams.image_size)
+        hp = self.hparams
+        res = load_aligned(files, size=hp.image_size, align=hp.align, min_face_prob=hp.min_face_prob)
+        self.n_tried = len(files)
         self.skipped = {k: v for k, v in res.skipped.items() if v}
         self.root, self.design = manifest.root, manifest.design
+        ok = {str(q) for q in res.paths}
+        for what, part in (("member reference", manifest.member_references), ("non-member reference", manifest.nonmember_references),
+                           ("training", manifest.train)):
+            lost = sorted(n for n, fs in part.items() if fs and not any(f in ok for f in fs))
+            if lost:
+                log.warning("privgan GAN data: no usable %s photo of %d identities: %s", what, len(lost), ", ".join(lost))
         return manifest, {str(p): img for p, img in zip(res.paths, res.images)}
 
     # -- setup -------------------------------------------------------------------------------------
@@ -223,7 +263,10 @@ class GanFaceDataModule(L.LightningDataModule):
         n_skipped = sum(len(v) for v in self.skipped.values())
         if n_skipped:
             reasons = ", ".join(f"{k}: {len(v)}" for k, v in sorted(self.skipped.items()) if v)
-            log.warning("privgan GAN data: skipped %d files (%s); %d identities dropped", n_skipped, reasons, len(self.dropped))
+            share = n_skipped / self.n_tried if self.n_tried else 0.0
+            log.warning("privgan GAN data: skipped %d of %d files tried (%.0f%% dropped; %s) with align=%r; %d identities dropped%s",
+                        n_skipped, self.n_tried, 100 * share, reasons, hp.align, len(self.dropped),
+                        f" ({', '.join(self.dropped)})" if self.dropped else "")
 
         def gather(part: dict[str, list[str]], names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
             idx_files, lab = [], []

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,10 +25,25 @@ class JsonManifest:
     KIND = "identity_split"
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the manifest as JSON (the record of who was a member)."""
+        """Write the manifest as JSON (the record of who was a member), atomically.
+
+        The text goes to a temp file beside ``path``, is flushed to disk and then renamed, so a
+        full disk or a crash mid-write leaves the previous manifest (or none), never a cut one.
+        """
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps({"kind": self.KIND, **asdict(self)}, indent=1))
+        text = json.dumps({"kind": self.KIND, **asdict(self)}, indent=1)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, p)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         return p
 
     @classmethod

@@ -7,9 +7,15 @@ Layout (each part optional; an attack that needs a missing part says which folde
     root/nonmembers/<identity>/*.jpg   photos of identities outside the training set
     root/auxiliary/<identity>/*.jpg    the attacker's own faces, disjoint from all of the above
 
-Photos go through ``privgan.faces.load_aligned``: MTCNN-aligned (disk-cached) with
-``align="mtcnn"``, taken as they are with ``align="none"`` (already aligned crops; ``False`` means
-the same), then resized to ``image_size``. It offers the methods privgan's DataModules offer to attacks:
+Photos go through ``privgan.faces.load_aligned``: with ``align="auto"`` (default) faces are
+MTCNN-aligned (disk-cached) and photos that are already face crops are taken whole; ``"mtcnn"``
+only aligns; ``"none"`` takes every file as a crop (``True``/``False`` mean ``mtcnn``/``none``);
+``min_face_prob`` is MTCNN's threshold. Then they are resized to ``image_size``.
+
+Skipped photos are a warning with the share dropped, and identities left with no usable photo
+are named (``unusable``). A part that lost more than ``max_dropped`` (default half) of its
+photos raises :class:`DroppedPhotosError` instead of giving an attack a view that no longer
+stands for the folder; ``max_dropped=1.0`` allows it. It offers the methods privgan's DataModules offer to attacks:
 ``members()`` / ``nonmembers()`` / ``auxiliary()`` for split models (``nonmembers`` = the
 held-out photos), and ``train_images()`` / ``member_references()`` / ``nonmember_references()``
 / ``heldout_images()`` for GANs.
@@ -18,6 +24,7 @@ held-out photos), and ``train_images()`` / ``member_references()`` / ``nonmember
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -27,11 +34,18 @@ from privgan.data.identity_folders import LabeledImages, scan_identity_folders
 PARTS = ("members", "heldout", "nonmembers", "auxiliary")
 
 
+class DroppedPhotosError(ValueError):
+    """A references part lost more of its photos (no face, unreadable, ...) than ``max_dropped`` allows."""
+
+
 class ReferenceFolder:
     """Members, held-out, non-member and auxiliary photos read from ``root/<part>/<identity>/``."""
 
-    def __init__(self, root: str | os.PathLike, *, image_size: int = 64, align: str | bool = "mtcnn",
-                 classes: list[str] | None = None, cache_dir: str | None = None) -> None:
+    def __init__(self, root: str | os.PathLike, *, image_size: int = 64, align: str | bool = "auto",
+                 min_face_prob: float = 0.95, classes: list[str] | None = None, cache_dir: str | None = None,
+                 max_dropped: float | None = 0.5) -> None:
+        from privgan.faces.preprocess import check_align
+
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
             raise FileNotFoundError(f"reference folder {str(self.root)!r} does not exist")
@@ -39,11 +53,19 @@ class ReferenceFolder:
         if not present:
             raise ValueError(f"{str(self.root)!r} has none of the sub-folders {', '.join(PARTS)} (see privgan.data.reference_folder)")
         self.image_size, self.cache_dir = image_size, cache_dir
-        self.align = ("mtcnn" if align else "none") if isinstance(align, bool) else align
-        if self.align not in ("mtcnn", "none"):
-            raise ValueError(f"align must be 'mtcnn' or 'none' (privgan.faces.ALIGN_METHODS), got {align!r}")
+        self.align = check_align(align, min_face_prob)
+        self.min_face_prob = float(min_face_prob)
+        if max_dropped is None:
+            max_dropped = 1.0
+        if not 0.0 <= max_dropped <= 1.0:
+            raise ValueError(f"max_dropped must be a share in [0, 1] (1.0 allows any loss), got {max_dropped!r}")
+        self.max_dropped = float(max_dropped)
         self.classes = list(classes) if classes is not None else None
         self.skipped: dict[str, list[str]] = {}
+        #: Per part: identities whose every photo was skipped (by name).
+        self.unusable: dict[str, list[str]] = {}
+        #: Per part: ``{"files": n, "used": n, "dropped": n, "dropped_share": x}``.
+        self.counts: dict[str, dict[str, float]] = {}
         self._parts: dict[str, LabeledImages] = {}
         self._names: dict[str, list[str]] = {}
         self._order: list[str] | None = None
@@ -72,29 +94,53 @@ class ReferenceFolder:
         unknown = sorted(set(folders) - set(order))
         if unknown:
             raise ValueError(f"{str(folder)!r}: identities not in classes: {', '.join(unknown[:5])}")
-        imgs, labels = [], []
+        imgs, labels, lost = [], [], []
+        n_files = n_used = 0
+        reasons: dict[str, int] = {}
         for k, name in enumerate(order):
             if name in folders:
-                x = self._read(folders[name])
-                imgs.append(x)
-                labels += [k] * len(x)
+                res = self._read(folders[name])
+                imgs.append(res.images)
+                labels += [k] * len(res.images)
+                n_files, n_used = n_files + res.n_files, n_used + len(res.paths)
+                for r, v in res.skipped.items():
+                    if v:
+                        reasons[r] = reasons.get(r, 0) + len(v)
+                if not len(res.paths):
+                    lost.append(f"{name} ({res.n_files} files: {res.reasons()})")
+        dropped = n_files - n_used
+        share = dropped / n_files if n_files else 0.0
+        why = ", ".join(f"{r}: {c}" for r, c in sorted(reasons.items())) or "none"
+        self.counts[part] = {"files": n_files, "used": n_used, "dropped": dropped, "dropped_share": share}
+        self.unusable[part] = [x.split(" (", 1)[0] for x in lost]
+        if lost:
+            warnings.warn(f"privgan references: {str(folder)!r}: no usable photo of {len(lost)} "
+                          f"identit{'y' if len(lost) == 1 else 'ies'}: {'; '.join(lost)}", stacklevel=3)
+        if dropped:
+            warnings.warn(f"privgan references: {str(folder)!r}: skipped {dropped} of {n_files} photos "
+                          f"({100 * share:.0f}% dropped; {why}) with align={self.align!r}", stacklevel=3)
+        if n_used == 0 or share > self.max_dropped:
+            fix = ("use align='none' if every file is already a face crop" if self.align == "auto" else
+                   "use align='auto' (takes photos that are already face crops whole) or align='none' (every file is a crop)")
+            raise DroppedPhotosError(
+                f"{str(folder)!r}: {dropped} of {n_files} photos ({100 * share:.0f}%) gave no usable face ({why}) with "
+                f"align={self.align!r}, min_face_prob={self.min_face_prob:g}; that is more than max_dropped="
+                f"{self.max_dropped:g}, and an attack on what is left would not stand for this folder. If the photos are "
+                f"face crops, {fix}; or lower min_face_prob. To attack anyway, pass max_dropped=1.0."
+            )
         images = torch.cat(imgs) if imgs else torch.empty(0, 3, self.image_size, self.image_size)
-        if len(images) == 0:
-            raise ValueError(f"{str(folder)!r}: no usable faces ({self._skip_summary()})")
         self._parts[part] = LabeledImages(images, torch.tensor(labels, dtype=torch.long))
         self._names[part] = order
         return self._parts[part]
 
-    def _read(self, files: list[Path]) -> torch.Tensor:
+    def _read(self, files: list[Path]):
         from privgan.faces.preprocess import load_aligned
 
-        res = load_aligned(files, size=self.image_size, align=self.align, cache_dir=self.cache_dir)
+        res = load_aligned(files, size=self.image_size, align=self.align, min_face_prob=self.min_face_prob,
+                           cache_dir=self.cache_dir)
         for k, v in res.skipped.items():
             self.skipped.setdefault(k, []).extend(v)
-        return res.images
-
-    def _skip_summary(self) -> str:
-        return ", ".join(f"{k}: {len(v)}" for k, v in self.skipped.items() if v) or "no files skipped"
+        return res
 
     # -- split models ----------------------------------------------------------------------------
     def members(self) -> LabeledImages:

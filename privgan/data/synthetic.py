@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from privgan.data.identity_folders import LabeledImages
+from privgan.validation import check_int, check_number
 
 
 def smooth_images(n: int, size: int, *, generator: torch.Generator, coarse: int = 4) -> torch.Tensor:
@@ -37,6 +38,11 @@ class SyntheticIdentityDataModule(L.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        owner = type(self).__name__
+        for name, v, low in (("n_identities", n_identities, 2), ("per_identity", per_identity, 2), ("aux_images", aux_images, 0),
+                             ("image_size", image_size, 4), ("batch_size", batch_size, 1)):
+            check_int(owner, name, v, minimum=low)
+        check_number(owner, "noise", noise, minimum=0.0)
         self.save_hyperparameters()
         self._ready = False
 

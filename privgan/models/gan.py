@@ -91,7 +91,7 @@ class Discriminator(nn.Module):
 
 
 class ExportedGenerator(nn.Module):
-    """What ``GAN.export_generator`` scripts: z -> images in [0, 1] (the SampleableGenerator range)."""
+    """What ``GAN.export_generator`` exports (torch.export, or TorchScript): z -> images in [0, 1] (the SampleableGenerator range)."""
 
     def __init__(self, generator: Generator) -> None:
         super().__init__()

@@ -59,6 +59,10 @@ class SplitResNet(nn.Module):
         super().__init__()
         if split_at not in self.SPLIT_POINTS:
             raise ValueError(f"split_at={split_at!r} does not exist; valid split points: {', '.join(self.SPLIT_POINTS)}")
+        for name, v in (("width", width), ("num_classes", num_classes), ("in_channels", in_channels)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"SplitResNet {name} must be an integer >= 1, got {v!r}")
+        _norm(norm, 1)  # a bad norm is named before any layer is built
         self.split_at = split_at
         widths = [width, width * 2, width * 4, width * 8]
         self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), _norm(norm, width), nn.ReLU())

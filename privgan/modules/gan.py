@@ -14,7 +14,8 @@ from torch import nn
 
 from privgan.defences.dp import DPSGD, DPConfigError, DPState, as_dpsgd, make_dp_compatible, make_private_in_trainer
 from privgan.modules.dp_lifecycle import DPLifecycleMixin
-from privgan.models.gan import Discriminator, ExportedGenerator, Generator
+from privgan.validation import check_choice, check_int, check_number
+from privgan.models.gan import DISCRIMINATOR_NORMS, GENERATOR_NORMS, IMAGE_SIZES, Discriminator, ExportedGenerator, Generator
 
 LossRows = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -74,12 +75,22 @@ class GAN(DPLifecycleMixin, L.LightningModule):
     ) -> None:
         super().__init__()
         dp = as_dpsgd(dp)  # a checkpoint's hyper-parameters store it as a plain dict
-        if loss not in GAN_LOSSES:
-            raise ValueError(f"model.loss must be one of {', '.join(GAN_LOSSES)}, got {loss!r}")
-        if not 0.0 <= ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
-        if r1_gamma < 0:
-            raise ValueError(f"r1_gamma must be >= 0, got {r1_gamma}")
+        owner = "GAN"
+        check_choice(owner, "loss", loss, GAN_LOSSES)
+        check_choice(owner, "image_size", image_size, IMAGE_SIZES)
+        check_int(owner, "latent_dim", latent_dim, minimum=1)
+        check_int(owner, "g_width", g_width, minimum=1)
+        check_int(owner, "d_width", d_width, minimum=1)
+        check_choice(owner, "g_norm", g_norm, GENERATOR_NORMS)
+        check_choice(owner, "d_norm", d_norm, (None, *DISCRIMINATOR_NORMS))
+        check_number(owner, "lr_g", lr_g, minimum=0.0, inclusive=False)
+        check_number(owner, "lr_d", lr_d, minimum=0.0, inclusive=False)
+        if len(tuple(betas)) != 2:
+            raise ValueError(f"GAN betas (recipe key model.init_args.betas) must be two numbers in [0, 1), got {betas!r}")
+        for b in betas:
+            check_number(owner, "betas", b, minimum=0.0, maximum=1.0)
+        check_number(owner, "ema_decay", ema_decay, minimum=0.0, maximum=1.0)
+        check_number(owner, "r1_gamma", r1_gamma, minimum=0.0)
         if d_norm is None:
             d_norm = "group" if dp is not None else "spectral"
         if dp is not None and d_norm == "spectral":
@@ -136,13 +147,34 @@ class GAN(DPLifecycleMixin, L.LightningModule):
             d.train(was)
         return torch.cat(out) if out else torch.empty(0)
 
-    def export_generator(self, path: str | Path) -> Path:
-        """TorchScript file of the EMA generator: z (N x latent_dim) -> images in [0, 1]."""
-        gen = copy.deepcopy(self.generator_ema).cpu().eval()
-        scripted = torch.jit.script(ExportedGenerator(gen))
+    def export_generator(self, path: str | Path, *, format: str | None = None) -> Path:
+        """The EMA generator as a file: z (N x latent_dim) -> images N x 3 x S x S in [0, 1].
+
+        ``format="export"`` (the default, and what a ``.pt2`` path gets): a ``torch.export`` program
+        with a dynamic batch size; load it with ``torch.export.load(path).module()``. Its
+        ``latent_dim``, ``image_size`` and output range are in the program's extra file
+        ``privgan.json``. ``format="torchscript"`` (the default for ``.pt`` / ``.ts`` paths, kept for
+        readers that only take TorchScript) writes the deprecated TorchScript file.
+        """
+        import json
+        import warnings
+
         p = Path(path)
+        if format is None:
+            format = "torchscript" if p.suffix in (".pt", ".ts", ".jit") else "export"
+        if format not in ("export", "torchscript"):
+            raise ValueError(f"export_generator format must be 'export' (torch.export, .pt2) or 'torchscript', got {format!r}")
+        gen = ExportedGenerator(copy.deepcopy(self.generator_ema).cpu().eval()).eval()
         p.parent.mkdir(parents=True, exist_ok=True)
-        scripted.save(str(p))
+        if format == "torchscript":
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*torch.jit.script.*deprecated.*")
+                torch.jit.script(gen).save(str(p))
+            return p
+        z = torch.randn(64, int(self.hparams.latent_dim))  # batch size is dynamic; 64 is the hint readers may batch by
+        program = torch.export.export(gen, (z,), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
+        meta = {"latent_dim": int(self.hparams.latent_dim), "image_size": int(self.hparams.image_size), "output_range": "unit"}
+        torch.export.save(program, str(p), extra_files={"privgan.json": json.dumps(meta)})
         return p
 
     # -- training ----------------------------------------------------------------------------------

@@ -12,7 +12,11 @@ from torch import nn
 from privgan.defences.activation_noise import ActivationNoise
 from privgan.defences.dp import DPSGD, DPState, as_dpsgd, make_dp_compatible, make_private_in_trainer
 from privgan.modules.dp_lifecycle import DPLifecycleMixin
+from privgan.validation import check_choice, check_int, check_number
 from privgan.models.split_resnet import SplitResNet
+
+#: Normalisations of the split network (``norm``).
+NORMS = ("group", "batch", "none")
 
 
 class DefendedSplitNetwork(nn.Module):
@@ -54,6 +58,15 @@ class SplitClassifier(DPLifecycleMixin, L.LightningModule):
             raise ValueError(
                 f"model.split_at={split_at!r} does not exist; valid split points: {', '.join(SplitResNet.SPLIT_POINTS)}"
             )
+        # every setting is checked here, before any data is read (the network itself may wait for num_classes)
+        owner = "SplitClassifier"
+        check_int(owner, "num_classes", num_classes, minimum=2, allow_none=True)
+        check_int(owner, "width", width, minimum=1)
+        check_choice(owner, "norm", norm, NORMS)
+        check_number(owner, "activation_noise", activation_noise, minimum=0.0)
+        check_number(owner, "clip_norm", clip_norm, minimum=0.0, inclusive=False, allow_none=True)
+        check_number(owner, "lr", lr, minimum=0.0, inclusive=False)
+        check_number(owner, "weight_decay", weight_decay, minimum=0.0)
         dp = as_dpsgd(dp)
         self.save_hyperparameters(ignore=["dp"])
         self.hparams.dp = asdict(dp) if dp is not None else None  # plain data: checkpoints load with weights_only

@@ -2,47 +2,212 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
+import socket
 import tempfile
+import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.fabric.utilities.cloud_io import get_filesystem
+
+#: Name of the lock file a fit holds in its run folder (see :class:`RunFolderLock`).
+LOCK_NAME = ".privgan.lock"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temp file beside ``path`` to write; renamed onto ``path`` only when the block succeeds.
+
+    The temp file is flushed to disk (fsync) before the rename, so a crash, a full disk or an
+    exception mid-write leaves the old file (or none) under the final name, never half a file,
+    and no temp file behind.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, mode: str = "w", **open_kwargs: Any) -> Path:
+    """Open a temp file beside ``path``, let ``write(f)`` fill it, and rename it onto ``path`` (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, mode, **open_kwargs) as f:
+            write(f)
+    return Path(path)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write via a temp file in the same folder and rename, so readers never see half a file."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, p)
-    return p
+    """Write via a temp file in the same folder and rename, so readers never see half a file (nor a temp file after a failure)."""
+    return atomic_write(path, lambda f: f.write(text))
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """JSON with non-finite floats kept as strings JSON readers accept (Infinity, NaN)."""
+    """JSON with non-finite floats kept as strings JSON readers accept (Infinity, NaN); atomic."""
     return atomic_write_text(path, json.dumps(obj, indent=1, default=_jsonable))
 
 
 def write_csv(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> Path:
-    """CSV whose header is the union of keys in first-seen order."""
+    """CSV whose header is the union of keys in first-seen order; atomic."""
     rows = list(rows)
     keys: list[str] = []
     for r in rows:
         keys += [k for k in r if k not in keys]
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.")
-    with os.fdopen(fd, "w", newline="") as f:
+
+    def write(f: Any) -> None:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, p)
-    return p
+
+    return atomic_write(path, write, newline="")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint IO that never leaves a truncated checkpoint under its final name.
+
+    Lightning writes a local checkpoint through fsspec's transaction: a temp file in the system
+    temp folder, then a move that becomes a copy when that folder is on another disk, so a full
+    disk or a kill mid-copy leaves ``last.ckpt`` cut short. This writes a temp file beside the
+    checkpoint, fsyncs it and renames it (one atomic step); remote paths go through Lightning's
+    own writer. ``privgan fit`` sets it; pass ``Trainer(plugins=[AtomicCheckpointIO()])`` elsewhere.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        from fsspec.implementations.local import LocalFileSystem
+
+        if storage_options is not None or not isinstance(get_filesystem(path), LocalFileSystem):
+            return super().save_checkpoint(checkpoint, path, storage_options=storage_options)
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
+        return None
+
+
+class RunFolderBusy(RuntimeError):
+    """Another live process holds the run folder (the message names the folder, the pid and what to do)."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def read_lock(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """The holder of a run folder's lock ({"pid", "host", "since"}), or None when unlocked or unreadable."""
+    try:
+        data = json.loads((Path(folder) / LOCK_NAME).read_text())
+        return data if isinstance(data, dict) and isinstance(data.get("pid"), int) else None
+    except (OSError, ValueError):
+        return None
+
+
+def lock_holder(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """The *other* live process that holds ``folder`` (None when free, stale, or held by this process)."""
+    held = read_lock(folder)
+    if held is None or (held["pid"] == os.getpid() and held.get("host") == socket.gethostname()):
+        return None
+    if held.get("host") == socket.gethostname() and not _pid_alive(held["pid"]):
+        return None
+    return held
+
+
+def _busy_message(folder: Path, held: dict[str, Any]) -> str:
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(held.get("since", 0)))
+    return (f"run folder {str(folder)!r} is in use by another privgan run (pid {held['pid']} on {held.get('host', '?')}, "
+            f"since {since}); two runs in one folder overwrite each other's curve and attack files. "
+            "Give this run another trainer.default_root_dir, or wait for the other to end "
+            f"(a lock left by a process that no longer runs is taken over; {LOCK_NAME} in the folder)")
+
+
+class RunFolderLock:
+    """One live process per run folder: ``<folder>/.privgan.lock`` holds the owner's pid.
+
+    ``acquire`` creates the lock file atomically; a lock whose process is gone (same host) is
+    taken over; one held by a live process raises :class:`RunFolderBusy`. Re-entrant within a
+    process (the CLI and the curve callback may both hold it); the file goes at the last
+    ``release``.
+    """
+
+    _held: dict[Path, int] = {}
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.folder = Path(folder).resolve()
+        self.path = self.folder / LOCK_NAME
+        self.acquired = False
+
+    def acquire(self) -> "RunFolderLock":
+        if self.acquired:
+            return self
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if RunFolderLock._held.get(self.folder, 0) > 0 and lock_holder(self.folder) is None:
+            RunFolderLock._held[self.folder] += 1
+            self.acquired = True
+            return self
+        record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                held = lock_holder(self.folder)
+                if held is not None:
+                    raise RunFolderBusy(_busy_message(self.folder, held)) from None
+                # stale (its process is gone) or ours from an earlier fit: take it over
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path)
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(record)
+            RunFolderLock._held[self.folder] = 1
+            self.acquired = True
+            return self
+        raise RunFolderBusy(f"could not take the lock {str(self.path)!r} (another process keeps re-creating it)")
+
+    def release(self) -> None:
+        if not self.acquired:
+            return
+        self.acquired = False
+        n = RunFolderLock._held.get(self.folder, 1) - 1
+        if n > 0:
+            RunFolderLock._held[self.folder] = n
+            return
+        RunFolderLock._held.pop(self.folder, None)
+        held = read_lock(self.folder)
+        if held is not None and held["pid"] == os.getpid():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+
+    def __enter__(self) -> "RunFolderLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def check_folder_free(folder: str | os.PathLike) -> None:
+    """Raise :class:`RunFolderBusy` when another live process holds ``folder``'s lock."""
+    held = lock_holder(folder)
+    if held is not None:
+        raise RunFolderBusy(_busy_message(Path(folder), held))
 
 
 def read_csv(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -94,7 +259,9 @@ def image_grid(rows: list[torch.Tensor], *, labels: list[str] | None = None, pat
             if j < len(r):
                 ax.imshow(r[j].detach().permute(1, 2, 0).clamp(0, 1).cpu().numpy(), interpolation="nearest")
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(p, dpi=100)
-    plt.close(fig)
+    try:
+        with atomic_path(p) as tmp:
+            fig.savefig(tmp, dpi=100, format=p.suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
     return p

@@ -43,7 +43,7 @@ class Photos:
 
     def resized(self, size: int) -> Photos:
         """The same photos at ``size`` x ``size`` (``privgan.faces.resize_faces``; unchanged when equal)."""
-        from privgan.faces.preprocess import resize_faces
+        from privgan.faces.resize import resize_faces
 
         return replace(self, images=resize_faces(self.images, size))
 
@@ -89,7 +89,7 @@ class AttackerView:
         parts = [p.images for p in (self.heldout, self.nonmembers) if p is not None and len(p)]
         if not parts:
             raise ValueError("no held-out or non-member photos in the attacker's view")
-        from privgan.faces.preprocess import resize_faces
+        from privgan.faces.resize import resize_faces
 
         return torch.cat([resize_faces(p, parts[0].shape[-1]) for p in parts])
 

@@ -162,3 +162,163 @@ def test_sweep_over_two_keys_and_its_wandb_sweep_config(tmp_path):
     assert cfg["command"][-2:] == ["--trainer.max_epochs=3", "${args}"] and str(RECIPE) in cfg["command"]
     r = privgan("sweep", "--config", str(tmp_path / "missing.yaml"), "--grid", "a=1", cwd=tmp_path)
     assert r.returncode != 0 and "missing.yaml" in r.stderr
+
+
+# -- the faults a reliability probe found: resume, sweep --skip-done, one run per folder, safe writes, early checks --
+
+import os
+
+import lightning as L
+
+from privgan.cli import main as cli_main
+
+
+class InterruptAtEpoch(L.Callback):
+    """Test helper for a recipe: Ctrl-C (KeyboardInterrupt) at the start of ``epoch`` when $PRIVGAN_TEST_INTERRUPT is set."""
+
+    def __init__(self, epoch: int = 1) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if os.environ.get("PRIVGAN_TEST_INTERRUPT") and trainer.current_epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def synthetic_recipe(tmp_path: Path, epochs: int = 1, *, interrupt: bool = False) -> Path:
+    """A whole recipe on synthetic identities (no faces, no W&B): split classifier, membership attack, curve, and the
+    ModelCheckpoint the shipped recipes use (dirpath left null). A CSV logger, whose run id changes per fit, as W&B's does."""
+    callbacks = [
+        {"class_path": "privgan.callbacks.MembershipAttack", "init_args": {"config": {"shadow_models": 0, "n_boot": 20}}},
+        {"class_path": "privgan.callbacks.PrivacyUtilityCurve", "init_args": {"plot": False}},
+        {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+         "init_args": {"save_last": True, "save_on_train_epoch_end": True}},
+    ]
+    if interrupt:
+        callbacks.insert(0, {"class_path": "tests.cli.test_cli.InterruptAtEpoch", "init_args": {"epoch": 1}})
+    recipe = {
+        "seed_everything": 0,
+        "trainer": {"max_epochs": epochs, "accelerator": "cpu", "devices": 1, "enable_progress_bar": False,
+                    "enable_model_summary": False, "log_every_n_steps": 1,
+                    "logger": [{"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "."}}],
+                    "callbacks": callbacks},
+        "model": {"class_path": "privgan.modules.SplitClassifier", "init_args": {"width": 4, "split_at": "stage1"}},
+        "data": {"class_path": "privgan.data.synthetic.SyntheticIdentityDataModule",
+                 "init_args": {"n_identities": 3, "per_identity": 8, "aux_images": 8, "image_size": 16, "batch_size": 6}},
+    }
+    p = tmp_path / ("synthetic_interrupt.yaml" if interrupt else "synthetic.yaml")
+    p.write_text(yaml.safe_dump(recipe))
+    return p
+
+
+def _fit(recipe: Path, run: Path, *extra: str) -> None:
+    cli_main(["fit", "--config", str(recipe), f"--trainer.default_root_dir={run}", *extra])
+
+
+def test_checkpoints_go_to_the_run_folder_and_are_written_atomically(tmp_path):
+    """Whatever the logger, ModelCheckpoint(dirpath=null) writes <run>/checkpoints/, through the atomic checkpoint writer."""
+    from privgan.cli import PrivganCLI, RecipeAsRunConfig
+    from privgan.reporting.local_files import AtomicCheckpointIO
+
+    run = tmp_path / "run"
+    cli = PrivganCLI(L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True, run=False,
+                     save_config_callback=RecipeAsRunConfig,
+                     args=["--config", str(RECIPE), f"--trainer.default_root_dir={run}", f"--data.init_args.root={tmp_path}"])
+    dirs = [cb.dirpath for cb in cli.trainer.checkpoint_callbacks]
+    assert dirs == [os.path.realpath(run / "checkpoints")], dirs
+    assert isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+
+
+def test_ckpt_path_last_resumes_and_a_restart_refuses_to_overwrite_the_curve(tmp_path):
+    recipe, run = synthetic_recipe(tmp_path), tmp_path / "run"
+    _fit(recipe, run)
+    first = load_curve(run)
+    assert [p.epoch for p in first] == [0] and (run / "checkpoints" / "last.ckpt").exists()
+    # the documented resume command continues the run: the curve keeps its point and gains one
+    _fit(recipe, run, "--trainer.max_epochs=2", "--ckpt_path=last")
+    curve = load_curve(run)
+    assert [p.epoch for p in curve] == [0, 1]
+    assert curve[0].to_dict() == first[0].to_dict()
+    assert json.loads((run / "curve.json").read_text())["finished"] is True
+    # starting over in the same folder would overwrite those points: refused, naming the folder and both ways out
+    with pytest.raises(SystemExit) as e:
+        _fit(recipe, run, "--trainer.max_epochs=2")
+    msg = str(e.value)
+    assert str(run) in msg and "--ckpt_path=last" in msg and "--overwrite" in msg
+    assert [p.epoch for p in load_curve(run)] == [0, 1] and not (run / ".privgan.lock").exists()
+    # ... unless asked to
+    _fit(recipe, run, "--overwrite")
+    assert [p.epoch for p in load_curve(run)] == [0]
+
+
+def test_a_run_folder_held_by_a_live_run_is_refused_and_a_stale_lock_taken_over(tmp_path):
+    import socket
+
+    recipe, run = synthetic_recipe(tmp_path), tmp_path / "run"
+    run.mkdir()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (run / ".privgan.lock").write_text(json.dumps({"pid": other.pid, "host": socket.gethostname(), "since": 0}))
+        with pytest.raises(SystemExit) as e:
+            _fit(recipe, run)
+        assert str(run) in str(e.value) and f"pid {other.pid}" in str(e.value)
+        assert not (run / "curve.json").exists() and not (run / "membership").exists()
+    finally:
+        other.kill()
+        other.wait()
+    _fit(recipe, run)  # the holder is gone: its lock is stale and taken over
+    assert [p.epoch for p in load_curve(run)] == [0] and not (run / ".privgan.lock").exists()
+
+
+def test_interrupted_sweep_rerun_resumes_to_the_same_frontier(tmp_path, monkeypatch, capfd):
+    """`make demo` interrupted (Ctrl-C in a run) and rerun with --skip-done: the run resumes from its checkpoint, its curve
+    loses and repeats no point, and the frontier is drawn from finished runs only."""
+    from privgan.cli.sweep import main as sweep_main
+
+    recipe = synthetic_recipe(tmp_path, epochs=2, interrupt=True)
+    out = tmp_path / "sweep"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the runs (subprocesses) import the interrupting test callback
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("PRIVGAN_TEST_INTERRUPT", "1")
+    args = ["--config", str(recipe), "--grid", "model.init_args.activation_noise=0", "--out", str(out), "--skip-done"]
+    assert sweep_main(args) == 1
+    rdir = out / "activation_noise=0"
+    partial = json.loads((rdir / "curve.json").read_text())
+    assert partial["finished"] is False and [p["epoch"] for p in partial["points"]] == [0]
+    assert "unfinished" in (out / "sweep.csv").read_text() and not (out / "frontier.png").exists()
+    monkeypatch.delenv("PRIVGAN_TEST_INTERRUPT")
+    capfd.readouterr()
+    assert sweep_main(args) == 0
+    printed = capfd.readouterr().out
+    assert "resuming from" in printed and f"--ckpt_path={rdir / 'checkpoints' / 'last.ckpt'}" in printed, printed[-2000:]
+    done = json.loads((rdir / "curve.json").read_text())
+    assert done["finished"] is True and done["epochs"] == 2
+    assert [p["epoch"] for p in done["points"]] == [0, 1] and done["points"][0] == partial["points"][0]
+    rows = [ln.split(",") for ln in (out / "sweep.csv").read_text().splitlines()]
+    row = dict(zip(rows[0], rows[1]))
+    assert row["status"] == "finished" and row["epoch"] == "1" and (out / "frontier.png").exists()
+    # a finished run is skipped, and the frontier stays the same
+    before = (out / "sweep.csv").read_text()
+    assert sweep_main(args) == 0
+    assert "already done, skipped" in capfd.readouterr().out
+    assert (out / "sweep.csv").read_text() == before
+
+
+def test_bad_model_values_are_named_before_any_data_work(tmp_path):
+    """Checked when the recipe is read: the data root does not even exist, and no W&B run starts."""
+    for key, value, words in (("width", "0", ("width", ">= 1")), ("activation_noise", "-1", ("activation_noise", ">= 0")),
+                              ("clip_norm", "-2", ("clip_norm", "> 0")), ("norm", "layer", ("norm", "group, batch, none"))):
+        with pytest.raises(ValueError) as e:
+            cli_main(["fit", "--config", str(RECIPE), f"--model.init_args.{key}={value}", f"--data.init_args.root={tmp_path / 'nowhere'}",
+                      f"--trainer.default_root_dir={tmp_path / 'r'}"])
+        assert all(w in str(e.value) for w in words), (key, str(e.value))
+    assert not (tmp_path / "r" / "wandb").exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"# nothing but a comment\n", bytes(range(256)) * 4, b"- a\n- list\n"])
+def test_an_empty_or_binary_recipe_is_named(tmp_path, content):
+    bad = tmp_path / "recipe.yaml"
+    bad.write_bytes(content)
+    with pytest.raises(SystemExit) as e:
+        cli_main(["fit", "--config", str(RECIPE), "--config", str(bad)])
+    assert str(bad) in str(e.value) and any(w in str(e.value) for w in ("empty", "binary", "not a mapping")), str(e.value)

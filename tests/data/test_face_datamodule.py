@@ -10,9 +10,12 @@ pytestmark = pytest.mark.lfw
 
 
 def test_datamodule_on_small_tree(small_face_tree):
+    from tests.lfw_helpers import one_thread
+
     dm = FaceIdentityDataModule(root=str(small_face_tree), n_identities=4, min_images=8, max_images=None,
                                 aux_identities=6, aux_max_images=2, image_size=32, batch_size=4)
-    dm.setup("fit")
+    with one_thread():
+        dm.setup("fit")
     assert dm.num_classes == 4
     mem, non = dm.members(), dm.nonmembers()
     assert mem.images.shape[1:] == (3, 32, 32) and mem.images.dtype == torch.float32
@@ -41,3 +44,17 @@ def test_too_few_images_error_has_counts(small_face_tree):
     dm = FaceIdentityDataModule(root=str(small_face_tree), n_identities=8, min_images=8, aux_identities=0)
     with pytest.raises(SplitError, match="found 4"):
         dm.setup("fit")
+
+
+def test_pre_cropped_grayscale_pgm_faces_with_align_auto(unlike_lfw_tree):
+    from tests.lfw_helpers import one_thread
+
+    with pytest.raises(ValueError, match="align must be one of auto, mtcnn, none"):
+        FaceIdentityDataModule(align="yes")
+    dm = FaceIdentityDataModule(root=str(unlike_lfw_tree), n_identities=6, min_images=8, max_images=None,
+                                aux_identities=6, aux_max_images=2, image_size=32)
+    assert dm.hparams.align == "auto" and dm.hparams.min_face_prob == 0.95
+    with one_thread():
+        dm.setup("fit")
+    assert len(dm.members()) + len(dm.nonmembers()) >= 0.9 * 48 and len(dm.auxiliary()) >= 10
+    assert sum(map(len, dm.skipped.values())) <= 5

@@ -102,3 +102,28 @@ def test_identity_without_usable_faces_is_replaced(small_face_tree, tmp_path):
     assert dm.dropped and set(dm.dropped) <= {"Broken_Person", "Empty_Person"}
     assert all("0 usable faces" in why for why in dm.dropped.values())
     assert sum(len(v) for v in dm.skipped.values()) == 2 * len(dm.dropped)
+
+
+def test_max_tries_per_identity_is_checked_at_construction():
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="max_tries_per_identity must be >= 1"):
+            GanFaceDataModule(max_tries_per_identity=bad)
+    with pytest.raises(ValueError, match="align must be one of auto, mtcnn, none"):
+        GanFaceDataModule(align="dlib")
+    with pytest.raises(ValueError, match="min_face_prob"):
+        GanFaceDataModule(min_face_prob=-0.1)
+
+
+@pytest.mark.lfw
+def test_pre_cropped_faces_need_align_auto_and_the_error_says_how_many_files_were_tried(unlike_lfw_tree):
+    kw = dict(root=str(unlike_lfw_tree), n_member_identities=2, n_nonmember_identities=2, train_images=4, reference_images=3,
+              image_size=32)
+    with pytest.raises(SplitError) as err:
+        GanFaceDataModule(align="mtcnn", **kw).setup()
+    msg = str(err.value)
+    assert "among up to 14 files tried per identity (max_tries_per_identity null: 2 x 7 needed)" in msg
+    assert "in 8 files tried of 8" in msg and "no face" in msg and "align='auto'" in msg
+    dm = GanFaceDataModule(max_tries_per_identity=3, **kw)  # fewer than needed: the 7 needed are tried
+    dm.setup()
+    assert len(dm.member_identities) == 2 and dm.train_images().shape == (8, 3, 32, 32)
+    assert dm.n_tried == 4 * 7 and not dm.dropped

@@ -1,4 +1,4 @@
-"""The one face preprocessing: load_aligned (mtcnn | none) and the one named resizer."""
+"""The one face preprocessing: load_aligned (auto | mtcnn | none) and the one named resizer."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from privgan.faces.cache import EMPTY, MISSING, NO_FACE, UNREADABLE
 
 
 def test_resize_faces_is_the_named_bilinear_antialiased_resizer():
-    assert RESIZE_METHOD == "torch-bilinear-antialias" and ALIGN_METHODS == ("mtcnn", "none")
+    assert RESIZE_METHOD == "torch-bilinear-antialias" and ALIGN_METHODS == ("auto", "mtcnn", "none")
     x = torch.rand(2, 3, 40, 40, generator=torch.Generator().manual_seed(0))
     assert resize_faces(x, 40) is x  # nothing to do, nothing done
     y = resize_faces(x, 16)
@@ -53,17 +53,17 @@ def test_none_takes_crops_as_they_are_upright_rgb_and_counts_bad_files(tmp_path:
     assert red[:3].mean() > 0.9 and red[-3:].mean() < 0.1
     assert res.skipped == {MISSING: [str(files[5])], EMPTY: [str(files[3])], UNREADABLE: [str(files[4])]}
     assert load_aligned([], size=8, align="none").images.shape == (0, 3, 8, 8)
-    with pytest.raises(ValueError, match="mtcnn, none.*'auto'"):
-        load_aligned(files, size=8, align="auto")
+    with pytest.raises(ValueError, match="auto, mtcnn, none.*'dlib'"):
+        load_aligned(files, size=8, align="dlib")
 
 
 @pytest.mark.lfw
 def test_mtcnn_is_align_files_then_the_one_resizer(small_face_tree: Path, tmp_path: Path):
     files = sorted((small_face_tree / "Tony_Blair").iterdir())[:3] + [small_face_tree / "Tony_Blair" / "not_an_image.jpg"]
-    res = load_aligned(files, size=32, cache_dir=tmp_path)
+    res = load_aligned(files, size=32, align="mtcnn", cache_dir=tmp_path)
     raw = align_files(files, cache_dir=tmp_path)
     assert res.paths == raw.paths and len(res.paths) == 3 and res.skipped[UNREADABLE] == [str(files[-1])]
     assert res.images.shape == (3, 3, 32, 32) and res.images.dtype == torch.float32
     assert torch.equal(res.images, resize_faces(raw.images.float() / 255, 32))
-    assert torch.equal(load_aligned(files, size=112, cache_dir=tmp_path).images, raw.images.float() / 255)
+    assert torch.equal(load_aligned(files, size=112, align="mtcnn", cache_dir=tmp_path).images, raw.images.float() / 255)
     assert not res.skipped[NO_FACE]

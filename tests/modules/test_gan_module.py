@@ -67,12 +67,23 @@ def test_trains_samples_keeps_an_ema_and_exports(tmp_path):
     assert any(not torch.allclose(ema[k], raw[k]) for k in raw)
     assert int(m.ema_updates) == 3
     assert m.discriminator_scores(dm.members().images[:7]).shape == (7,)
-    # TorchScript export of the EMA generator: same images for the same z
-    path = m.export_generator(tmp_path / "g.pt")
-    loaded = torch.jit.load(str(path))
+    # torch.export program of the EMA generator (the default): same images for the same z, any batch size
+    import json
+
+    extra = {"privgan.json": ""}
+    program = torch.export.load(str(m.export_generator(tmp_path / "g.pt2")), extra_files=extra)
+    assert json.loads(extra["privgan.json"]) == {"latent_dim": 16, "image_size": 32, "output_range": "unit"}
     z = m.sample_latent(4, torch.Generator().manual_seed(2))
+    assert torch.allclose(program.module()(z), m.generate(z), atol=1e-6)
+    assert torch.allclose(program.module()(z), m.sample(4, torch.Generator().manual_seed(2)), atol=1e-6)
+    z7 = m.sample_latent(7, torch.Generator().manual_seed(3))
+    assert torch.allclose(program.module()(z7), m.generate(z7), atol=1e-6)
+    assert torch.allclose(torch.export.load(str(m.export_generator(tmp_path / "g_noext"))).module()(z), m.generate(z), atol=1e-6)
+    # TorchScript is still written for readers that need it (a .pt path, or format="torchscript")
+    loaded = torch.jit.load(str(m.export_generator(tmp_path / "g.pt")))
     assert torch.allclose(loaded(z), m.generate(z), atol=1e-6)
-    assert torch.allclose(loaded(z), m.sample(4, torch.Generator().manual_seed(2)), atol=1e-6)
+    with pytest.raises(ValueError, match="format"):
+        m.export_generator(tmp_path / "g.onnx", format="onnx")
 
 
 def test_r1_and_non_saturating_loss(tmp_path):
