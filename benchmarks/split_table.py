@@ -81,13 +81,14 @@ def main() -> None:
     p.add_argument("--out", default=str(ROOT / "runs/bench-split"))
     p.add_argument("--splits", default="stage1,stage3")
     p.add_argument("--noise", default="0,0.5,1,2")
-    p.add_argument("--dp", default="0.8,1.5")
+    p.add_argument("--dp", default="0.8,1.5", help="DP noise multipliers ('' for none)")
     p.add_argument("--table-only", action="store_true", help="only (re)write the table from finished runs")
     a = p.parse_args()
     out = Path(a.out)
     if not a.table_only:
         sweep(out / "noise", [f"model.init_args.split_at={a.splits}", f"model.init_args.activation_noise={a.noise}"], [])
-        sweep(out / "dp", [f"model.init_args.dp.noise_multiplier={a.dp}"], [str(ROOT / "recipes/split_lfw_dp.yaml")])
+        if a.dp:
+            sweep(out / "dp", [f"model.init_args.dp.noise_multiplier={a.dp}"], [str(ROOT / "recipes/split_lfw_dp.yaml")])
     rows = [r for sub in ("noise", "dp") if (out / sub).is_dir() for r in rows_of(out / sub)]
     lines = ["| run | " + " | ".join(c[1] for c in COLS) + " | attack share of fit |", "|" + "---|" * (len(COLS) + 2)]
     for r in rows:

@@ -113,3 +113,13 @@ def test_old_setting_names_fail_with_the_new_name():
                           (IdentityMatchAttack, "verify_far", "verify_pair_far")):
         with pytest.raises(TypeError, match=f"'{old}' is now '{new}'"):
             cls(config={old: 1})
+
+
+def test_shipped_recipes_keep_real_faces_and_names_out_of_wandb():
+    """Galleries (real faces) and the member manifest (names, paths) reach W&B only when a user opts in."""
+    for f in (ROOT / "recipes").glob("*.yaml"):
+        text = f.read_text()
+        recipe = yaml.safe_load(text)
+        for cb in (recipe.get("trainer") or {}).get("callbacks") or []:
+            assert (cb.get("init_args") or {}).get("log_gallery") is not True, f"{f.name}: {cb['class_path']} logs real faces"
+            assert not cb["class_path"].endswith("MemberManifestArtifact"), f"{f.name} logs the member manifest"

@@ -224,7 +224,9 @@ def make_shadow_models(target: Any, view: Any, config: MembershipConfig) -> Shad
 def run_membership(target: Any, view: Any, config: MembershipConfig, *, shadow: ShadowModels | None = None) -> Result:
     """Loss-threshold and offline-LiRA membership inference on a classifier (Yeom et al. 2018; Carlini et al. 2022)."""
     x, y, m = membership_candidates(view, config.seed)
-    logits = predict_logits(target.logits, x.to(target.device)).cpu()
+    with torch.random.fork_rng():  # a noisy (defended) forward gives the same logits every time
+        torch.manual_seed(config.seed)
+        logits = predict_logits(target.logits, x.to(target.device)).cpu()
     sub = {"loss": loss_attack(logits, y, m)}
     if config.shadow_models:
         if shadow is None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import lightning as L
 
 from privgan.attacks.inversion import InversionConfig
 from privgan.callbacks.base import AttackCallback

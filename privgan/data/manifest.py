@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from privgan.atomic import atomic_write_text
 from privgan.data.identity_folders import eligible_identities
 
 MANIFEST_VERSION = 1
@@ -30,21 +29,7 @@ class JsonManifest:
         The text goes to a temp file beside ``path``, is flushed to disk and then renamed, so a
         full disk or a crash mid-write leaves the previous manifest (or none), never a cut one.
         """
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps({"kind": self.KIND, **asdict(self)}, indent=1)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, p)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        return p
+        return atomic_write_text(path, json.dumps({"kind": self.KIND, **asdict(self)}, indent=1))
 
     @classmethod
     def load(cls, path: str | os.PathLike):

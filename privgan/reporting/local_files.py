@@ -7,53 +7,18 @@ import csv
 import json
 import os
 import socket
-import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Iterable
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.cloud_io import get_filesystem
 
+from privgan.atomic import atomic_path, atomic_write, atomic_write_text  # noqa: F401 - part of this module's API
+
 #: Name of the lock file a fit holds in its run folder (see :class:`RunFolderLock`).
 LOCK_NAME = ".privgan.lock"
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """A temp file beside ``path`` to write; renamed onto ``path`` only when the block succeeds.
-
-    The temp file is flushed to disk (fsync) before the rename, so a crash, a full disk or an
-    exception mid-write leaves the old file (or none) under the final name, never half a file,
-    and no temp file behind.
-    """
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, mode: str = "w", **open_kwargs: Any) -> Path:
-    """Open a temp file beside ``path``, let ``write(f)`` fill it, and rename it onto ``path`` (see :func:`atomic_path`)."""
-    with atomic_path(path) as tmp:
-        with open(tmp, mode, **open_kwargs) as f:
-            write(f)
-    return Path(path)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write via a temp file in the same folder and rename, so readers never see half a file (nor a temp file after a failure)."""
-    return atomic_write(path, lambda f: f.write(text))
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from privgan.targets.kinds import ClassifierTarget, GanTarget, SplitTarget
 from privgan.targets.protocols import SampleableGenerator
 
 #: ``sample_fn(pl_module, n, generator) -> N x 3 x H x W in [0, 1]``.
@@ -186,10 +187,8 @@ def _transmit(module: nn.Module) -> Callable[[torch.Tensor, torch.Generator | No
     return fn if takes_generator else (lambda z, generator=None: fn(z))
 
 
-def split_target(module: nn.Module, *, split_layer: str | None = None) -> "SplitTarget":
+def split_target(module: nn.Module, *, split_layer: str | None = None) -> SplitTarget:
     """A split model as an attack target: its client (or the output of ``split_layer``) and its transmit."""
-    from privgan.targets.kinds import SplitTarget
-
     client = resolve_client(module, split_layer, "the inversion attack")
     return SplitTarget(client=client, transmit=_transmit(module) if split_layer is None else (lambda z, generator=None: z),
                        device=_device(module))
@@ -197,28 +196,17 @@ def split_target(module: nn.Module, *, split_layer: str | None = None) -> "Split
 
 def gan_target(module: nn.Module, *, sample_fn: SampleFn | None = None, generator_attr: str | None = None,
                latent_dim: int | None = None, output_range: str = "tanh", discriminator_attr: str | None = None,
-               batch_size: int = 256, latent_distribution: str = "normal") -> "GanTarget":
+               batch_size: int = 256, latent_distribution: str = "normal") -> GanTarget:
     """A generator as an attack target: how to sample it and, where it exists, its discriminator."""
-    from privgan.targets.kinds import GanTarget
-
     fn = resolve_sampler(module, sample_fn, generator_attr, latent_dim, output_range, "this attack", latent_distribution)
     return GanTarget(sample=fn, discriminator_scores=discriminator_scorer(module, discriminator_attr, output_range),
                      device=_device(module), batch_size=batch_size)
 
 
-def classifier_target(module: nn.Module, *, shadow_factory: Callable[[], nn.Module] | None = None) -> "ClassifierTarget":
+def classifier_target(module: nn.Module, *, shadow_factory: Callable[[], nn.Module] | None = None) -> ClassifierTarget:
     """A classifier as an attack target: its forward as logits, and a factory of untrained copies for shadow models."""
-    import copy
+    from privgan.attacks.membership import fresh_copy
 
-    from privgan.targets.kinds import ClassifierTarget
-
-    def fresh_copy() -> nn.Module:
-        m = copy.deepcopy(module)
-        for sub in m.modules():
-            if hasattr(sub, "reset_parameters") and sub is not m:
-                sub.reset_parameters()
-        return m
-
-    factory = shadow_factory or getattr(module, "make_network", None) or fresh_copy
+    factory = shadow_factory or getattr(module, "make_network", None) or (lambda: fresh_copy(module))
     lr = float(getattr(module, "hparams", {}).get("lr", 1e-3)) if hasattr(module, "hparams") else 1e-3
     return ClassifierTarget(logits=module, make_network=factory, lr=lr, device=_device(module))

@@ -1,6 +1,5 @@
 """Callbacks on synthetic identities: noise must blunt inversion, failures warn, the curve fills, run() reproduces them."""
 
-import json
 import math
 
 import lightning as L
