@@ -83,6 +83,7 @@ def main() -> None:
     p.add_argument("--noise", default="0,0.5,1,2")
     p.add_argument("--dp", default="0.8,1.5", help="DP noise multipliers ('' for none)")
     p.add_argument("--table-only", action="store_true", help="only (re)write the table from finished runs")
+    p.add_argument("--name", default="split_table", help="results file name in benchmarks/results/ (.md and .json)")
     a = p.parse_args()
     out = Path(a.out)
     if not a.table_only:
@@ -101,8 +102,8 @@ def main() -> None:
                  "The verdict is 'leak' when any signal's 95 % CI lies above its chance level.")
     res = ROOT / "benchmarks/results"
     res.mkdir(parents=True, exist_ok=True)
-    (res / "split_table.md").write_text("\n".join(lines) + "\n")
-    (res / "split_table.json").write_text(json.dumps(rows, indent=1, default=str))
+    (res / f"{a.name}.md").write_text("\n".join(lines) + "\n")
+    (res / f"{a.name}.json").write_text(json.dumps(rows, indent=1, default=str))
     print("\n".join(lines))
 
 
