@@ -233,7 +233,10 @@ def run_membership(target: Any, view: Any, config: MembershipConfig, *, shadow: 
             shadow = make_shadow_models(target, view, config)
         if shadow.epochs_ < config.shadow_epochs:
             shadow.train(config.shadow_epochs - shadow.epochs_)
-        sub["lira_offline"] = offline_lira(logit_confidence(logits, y), shadow.confidences(x, y), shadow.in_mask, m)
+        with torch.random.fork_rng():  # shadow models of a defended network are noisy too: seeded the same way
+            torch.manual_seed(config.seed + 1)
+            reference = shadow.confidences(x, y)
+        sub["lira_offline"] = offline_lira(logit_confidence(logits, y), reference, shadow.in_mask, m)
     signals, counts = {}, {}
     for name, r in sub.items():
         signals[name], counts = roc_signals(r.scores, r.labels, n_boot=config.n_boot, seed=config.seed)
