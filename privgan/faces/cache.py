@@ -81,6 +81,7 @@ def _key(real_path: Path, data: bytes, version: str) -> str:
 
 
 def _atomic_write(dest: Path, data: bytes) -> None:
+    """Temp file and rename, without privgan.atomic's fsync: a lost cache entry is recomputed, and thousands of fsyncs are slow."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-", suffix=dest.suffix)
     try:
