@@ -1,4 +1,5 @@
-"""``privgan release-check``: sample a generator, block samples that re-identify a training identity, gate on the result.
+"""``privgan release-check``: sample a generator, block samples that re-identify a training identity or copy a
+training photo, gate on the result.
 
     privgan release-check --checkpoint G.pt --references TRAIN_IDS --n 10000 --block-rate 1e-3 --out release/
 
@@ -11,7 +12,12 @@ The threshold is calibrated in the domain of the training photos: each training 
 photos are scored against the gallery of the other training identities (leave one identity out),
 pooled with faces of people outside the training set (``--calibration`` folder, default LFW under
 ``$PRIVGAN_DATA`` minus the training identities), every photo of every identity, at the
-generator's resolution. The pool must hold at least 1 / block rate faces.
+generator's resolution. The pool must hold at least 1 / block rate faces. A second signal, the
+near-copy detector (crops, tilts and mirror images of every training photo, correlated in pixel
+space: ``privgan.defences.copy_detector``), shares the block rate with the recogniser: each has its
+own threshold, set on the same faces so that together they block at most the block rate
+(``--no-copy-detector`` to use the recogniser alone; off by itself when the pool allows fewer than
+two false blocks).
 
 Writes ``allowed/`` (PNG per allowed sample), ``verdicts.csv``, ``summary.json`` and
 ``blocked_gallery.png`` (each blocked sample beside the training photos of the identity it matched).
@@ -189,6 +195,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--no-mirrored", action="store_true", help="leave the mirror images of the training photos out of the gallery")
     p.add_argument("--gallery-views", default=None, help="comma-separated views of each training photo in the gallery "
                    "(default: privgan.defences.release_filter.GALLERY_VIEWS; fewer views: faster, lower recall on edited copies)")
+    p.add_argument("--no-copy-detector", action="store_true",
+                   help="block on the face recogniser alone, without the near-copy detector (privgan.defences.copy_detector)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="release_check")
     p.add_argument("--gallery", type=int, default=16, help="blocked samples shown in blocked_gallery.png")
@@ -313,7 +321,7 @@ def _main(argv: list[str]) -> int:
     try:
         filt = ReleaseFilter.calibrate(embedder, train_x, train_y, names, cal_x, block_rate=a.block_rate,
                                        mirrored=not a.no_mirrored, outsider_labels=cal_names, seed=a.seed,
-                                       gallery_views=a.gallery_views)
+                                       gallery_views=a.gallery_views, copy_detection=not a.no_copy_detector)
     except CalibrationError as e:
         raise InputError(f"{e} Here: --calibration {str(cal_root)!r} gave {len(cal_x)} outsider faces from "
                          f"{len(cal_files)} files (--n-calibration {n_cal}); --references gave {len(train_x)} training photos "
@@ -331,16 +339,19 @@ def _main(argv: list[str]) -> int:
     rows = [dict(r, source="generated") for r in verdicts.rows()]
     for r in rows:
         r["training_photo"] = str(train_files[r["training_photo"]])
+        if "copy_training_photo" in r:
+            r["copy_training_photo"] = str(train_files[r["copy_training_photo"]])
     summary: dict = {
         "checkpoint": str(a.checkpoint), "references": str(a.references), "n_identities": len(names),
         "n_training_photos": len(train_x), "references_skipped": {k: len(v) for k, v in skipped.items()},
         "references_skipped_files": skipped,
         "unprotected_identities": unprotected, "allow_unprotected": a.allow_unprotected,
-        "embedder": a.embedder, "block_rate": a.block_rate, "threshold": filt.threshold, "image_size": size,
+        "embedder": a.embedder, "block_rate": a.block_rate, "threshold": filt.threshold,
+        "copy_threshold": filt.copy_threshold if filt.copy_detector is not None else None, "image_size": size,
         "mirrored_gallery": not a.no_mirrored, "align": a.align,
         "calibration": {"folder": str(cal_root), "n_faces": len(cal_x), "n_identities": len(set(cal_names)),
                         "skipped": {k: len(v) for k, v in cal.skipped.items() if v}} | calib.summary(),
-        "generated": verdicts.rate(),
+        "generated": verdicts.rate() | {"by_identity": int(verdicts.by_identity.sum()), "by_copy": int(verdicts.by_copy.sum())},
         "seconds": {"calibration": t_cal, "sampling": t_sample, "embedding_and_matching": t_check},
         "samples_per_s": {"sampling": a.n / t_sample, "embedding_and_matching": a.n / t_check},
     }
@@ -365,7 +376,7 @@ def _main(argv: list[str]) -> int:
         edits = a.edits or list(EDIT_FAMILY)
         copies, src, edit_of = planted_copies(train_x, a.plant_copies, edits=edits, generator=torch.Generator().manual_seed(a.seed + 1))
         v = filt.check(copies)
-        right = (v.identity == train_y[src]) & v.blocked
+        right = (v.matched_identity == train_y[src]) & v.blocked
         per_edit = {}
         for e in edits:
             idx = torch.tensor([i for i, x in enumerate(edit_of) if x == e], dtype=torch.long)
@@ -373,7 +384,8 @@ def _main(argv: list[str]) -> int:
                 continue
             r = rate_with_ci(v.blocked[idx])
             per_edit[e] = {"recall": r["blocked_rate"], "recall_ci": [r["ci_low"], r["ci_high"]], "n": int(r["n"]),
-                           "blocked_as_the_right_identity": float(right[idx].float().mean())}
+                           "blocked_as_the_right_identity": float(right[idx].float().mean()),
+                           "by_identity": float(v.by_identity[idx].float().mean()), "by_copy": float(v.by_copy[idx].float().mean())}
             if a.min_recall is not None and r["ci_high"] < a.min_recall:
                 failures.append(f"planted copies, edit {e}: recall {r['blocked_rate']:.3f} (95% CI [{r['ci_low']:.3f}, "
                                 f"{r['ci_high']:.3f}]) is below --min-recall {a.min_recall:g}")
@@ -399,18 +411,28 @@ def _main(argv: list[str]) -> int:
         order = blocked[verdicts.similarity[blocked].argsort(descending=True)][: a.gallery]
         grid, captions = [], []
         for i in order.tolist():
-            ident = int(verdicts.identity[i])
-            rows_of = (filt.labels == ident).nonzero().squeeze(1)
-            ranked = filt.photo_index[rows_of[(filt.gallery[rows_of] @ verdicts.embeddings[i]).argsort(descending=True)]]
-            top = list(dict.fromkeys(ranked.tolist()))[:3]
+            if bool(verdicts.by_identity[i]):
+                ident = int(verdicts.identity[i])
+                rows_of = (filt.labels == ident).nonzero().squeeze(1)
+                ranked = filt.photo_index[rows_of[(filt.gallery[rows_of] @ verdicts.embeddings[i]).argsort(descending=True)]]
+                top = list(dict.fromkeys(ranked.tolist()))[:3]
+                why = f"sim {float(verdicts.similarity[i]):.2f} (thr {filt.threshold:.2f})"
+            else:  # a near copy the recogniser missed: the photo it copies
+                ident, top = int(verdicts.copy_identity[i]), [int(verdicts.copy_photo[i])]
+                why = f"copy corr {float(verdicts.copy_similarity[i]):.3f} (thr {filt.copy_threshold:.3f})"
             grid.append(torch.cat([samples[i : i + 1], train_x[top]]))
-            captions.append(f"sample {i} blocked: {names[ident]} sim {float(verdicts.similarity[i]):.2f} (thr {filt.threshold:.2f})")
+            captions.append(f"sample {i} blocked: {names[ident]} {why}")
         image_grid(grid, labels=captions, path=out / "blocked_gallery.png")
 
     g_rate = summary["generated"]
+    copy_part = (f"; near copies: correlation threshold {filt.copy_threshold:.3f}, {g_rate['by_copy']} blocked"
+                 if filt.copy_detector is not None else "")
     print(f"{PROG}: {int(g_rate['blocked'])} of {a.n} samples blocked at block rate {a.block_rate:g} "
-          f"(threshold {filt.threshold:.3f}, calibrated on {calib.n_domain} training photos scored leave-one-identity-out "
-          f"+ {calib.n_outsiders} faces of outsiders); {out / 'summary.json'}")
+          f"(face recogniser: threshold {filt.threshold:.3f}, {g_rate['by_identity']} blocked{copy_part}; calibrated on "
+          f"{calib.n_domain} training photos scored leave-one-identity-out + {calib.n_outsiders} faces of outsiders); "
+          f"{out / 'summary.json'}")
+    if calib.copy_note:
+        print(f"  {calib.copy_note}")
     for line in console:
         print(line)
     sh = calib.summary()["distribution_shift"]
@@ -430,7 +452,8 @@ def _main(argv: list[str]) -> int:
                   f"95% CI [{r['ci_low']:.4f}, {r['ci_high']:.4f}]) at block rate {a.block_rate:g}; "
                   f"within_interval: {str(r['within_interval']).lower()}")
             for b in r.get("blocked_photos", [])[:5]:  # look-alikes, or one person under two names
-                print(f"    {b['photo']} ({b['identity']}) matched {b['matched']}: similarity "
+                what = "copy correlation" if b.get("by") == "copy" else "similarity"
+                print(f"    {b['photo']} ({b['identity']}) matched {b['matched']}: {what} "
                       f"{b['similarity']:.3f} > {b['threshold']:.3f}")
         else:
             print(f"  false blocks, {label[key]}: no faces to check (needs 3 or more training identities)")
@@ -440,7 +463,8 @@ def _main(argv: list[str]) -> int:
               f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]); recall per edit:")
         for e, x in r["per_edit"].items():
             print(f"    {e:<11} recall {x['recall']:.3f} (95% CI [{x['recall_ci'][0]:.3f}, {x['recall_ci'][1]:.3f}], n={x['n']}); "
-                  f"as the right identity {x['blocked_as_the_right_identity']:.3f}")
+                  f"as the right identity {x['blocked_as_the_right_identity']:.3f}; by the recogniser {x['by_identity']:.3f}, "
+                  f"as a near copy {x['by_copy']:.3f}")
     if unprotected:
         print(f"  {len(unprotected)} training identities cannot be protected (no usable reference photo)"
               f"{' [allowed by --allow-unprotected]' if a.allow_unprotected else ''}:")

@@ -1,6 +1,19 @@
-"""Filter generated faces before release: block any sample a face recogniser matches to a training identity.
+"""Filter generated faces before release: block any sample a face recogniser matches to a training identity,
+or that is a near copy of a training photo.
 
-A sample's *score* is its best cosine similarity to any view of any training photo (the photo,
+Two signals, each with its own threshold; a sample is blocked when either is above its own:
+
+- *identity*: a face recogniser's similarity to the training people (below);
+- *copy*: the sample's normalised cross-correlation with crops, tilts and mirror images of every
+  training photo (``privgan.defences.copy_detector``). At the 32 px of the demo GAN the recogniser
+  misses off-centre crops; the copy detector catches them, and it never sees identity, so it adds
+  nothing for people the GAN draws anew.
+
+The two thresholds share the block rate: ``joint_thresholds`` gives the copy detector half the
+allowed false blocks and the recogniser the rest, on the same calibration faces, so the union still
+blocks at most ``block_rate`` of innocent faces.
+
+The identity score is a sample's best cosine similarity to any view of any training photo (the photo,
 its mirror image, crops of it centred and shifted: ``GALLERY_VIEWS``; on 32 px LFW faces these
 crops took copies cropped to 80-95 % at random offsets from 70 % to 94 % blocked at block rate 1e-3,
 while grey and blurred views added nothing), taken over a few views of the sample
@@ -35,6 +48,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from privgan.defences.copy_detector import CopyDetector, CopyViews
 from privgan.faces.embedders import IdentityEmbedder, embed_batched
 from privgan.metrics.intervals import wilson_interval
 
@@ -112,6 +126,29 @@ def block_threshold(scores: torch.Tensor, block_rate: float, groups: torch.Tenso
     n_eff = len(scores) / (score_design_effect(scores, groups) if groups is not None else 1.0)
     k = min(int(math.floor(block_rate * n_eff + 1e-9)), len(scores) - 1)
     return float(scores.sort(descending=True).values[k])
+
+
+def joint_thresholds(identity: torch.Tensor, copy: torch.Tensor | None, block_rate: float,
+                     groups: torch.Tensor | None = None) -> tuple[float, float]:
+    """(identity, copy) thresholds that together block at most ``floor(block_rate * n_eff)`` of the faces.
+
+    One of those false blocks is given up first: a threshold at the k-th highest of n scores blocks
+    about (k + 1) / (n + 1) of new faces, so a second threshold costs one more. Of the rest the copy
+    detector gets half (rounded down) and the recogniser what the copy threshold left: a face blocked
+    by both counts once. Without copy scores: ``block_threshold`` and no copy threshold.
+    """
+    if copy is None:
+        return block_threshold(identity, block_rate, groups), math.inf
+    if not len(identity):
+        return -math.inf, -math.inf
+    deff = max(score_design_effect(identity, groups), score_design_effect(copy, groups)) if groups is not None else 1.0
+    n = len(identity)
+    k = min(max(0, int(math.floor(block_rate * n / deff + 1e-9)) - 1), n - 1)
+    t_copy = float(copy.sort(descending=True).values[k // 2])
+    free = copy <= t_copy
+    rest = identity[free].sort(descending=True).values
+    k_id = max(0, k - int((~free).sum()))
+    return (float(rest[min(k_id, len(rest) - 1)]) if len(rest) else -math.inf), t_copy
 
 
 def score_design_effect(values: torch.Tensor, groups: torch.Tensor) -> float:
@@ -243,6 +280,10 @@ class Calibration:
     shift_alpha: float = 0.01
     gallery_views: tuple[str, ...] = ()
     sample_views: tuple[str, ...] = ()
+    copy_threshold: float = math.inf  # copy detector's threshold (inf: no copy detector)
+    copy_thresholds: dict[str, float] = field(default_factory=dict)  # per source, like ``thresholds``
+    copy_views: CopyViews | None = None
+    copy_note: str = ""  # why the copy detector is off, when it was asked for
 
     @property
     def shift_warning(self) -> bool:
@@ -259,12 +300,21 @@ class Calibration:
             "distribution_shift": None if self.shift is None else dict(self.shift, alpha=self.shift_alpha,
                                                                         warning=self.shift_warning),
             "gallery_views": list(self.gallery_views), "sample_views": list(self.sample_views),
+            "copy_detector": ({"off": self.copy_note} if self.copy_note else None) if self.copy_views is None else {
+                "threshold": self.copy_threshold, "thresholds": self.copy_thresholds,
+                "views_per_photo": self.copy_views.count(), "min_crop": self.copy_views.min_crop, "grid": self.copy_views.grid,
+                "rotations": list(self.copy_views.rotations), "mirrored": self.copy_views.mirrored,
+                "resolution": self.copy_views.resolution},
         }
 
 
 @dataclass(frozen=True)
 class Verdicts:
-    """Per sample: blocked or not, its best similarity to a training photo, and which photo / identity that was."""
+    """Per sample: blocked or not, its best similarity to a training photo, and which photo / identity that was.
+
+    ``similarity`` / ``photo`` / ``identity`` are the face recogniser's; ``copy_*`` the copy detector's
+    (``privgan.defences.copy_detector``; None without one). A sample is blocked when either is above its threshold.
+    """
 
     blocked: torch.Tensor
     similarity: torch.Tensor
@@ -273,9 +323,30 @@ class Verdicts:
     names: tuple[str, ...]
     threshold: float
     embeddings: torch.Tensor  # the samples' embeddings (first sample view), for galleries without embedding again
+    copy_similarity: torch.Tensor | None = None
+    copy_photo: torch.Tensor | None = None
+    copy_identity: torch.Tensor | None = None
+    copy_threshold: float = math.inf
 
     def __len__(self) -> int:
         return len(self.blocked)
+
+    @property
+    def by_identity(self) -> torch.Tensor:
+        """Blocked because the face recogniser matched a training identity."""
+        return self.similarity > self.threshold
+
+    @property
+    def by_copy(self) -> torch.Tensor:
+        """Blocked because the sample correlates with a view of a training photo (a near copy)."""
+        return self.copy_similarity > self.copy_threshold if self.copy_similarity is not None else torch.zeros_like(self.blocked)
+
+    @property
+    def matched_identity(self) -> torch.Tensor:
+        """The identity each sample was blocked as (the recogniser's unless only the copy detector blocked it)."""
+        if self.copy_identity is None:
+            return self.identity
+        return torch.where(self.by_copy & ~self.by_identity, self.copy_identity, self.identity)
 
     def rate(self) -> dict[str, float]:
         """Share blocked with a Wilson 95% interval, and counts."""
@@ -283,11 +354,17 @@ class Verdicts:
 
     def rows(self, offset: int = 0) -> list[dict[str, object]]:
         """One dict per sample for CSV / JSON."""
-        return [
+        rows = [
             {"sample": offset + i, "blocked": int(b), "similarity": round(float(s), 4), "identity": self.names[int(c)],
              "training_photo": int(p)}
             for i, (b, s, c, p) in enumerate(zip(self.blocked.tolist(), self.similarity, self.identity, self.photo))
         ]
+        if self.copy_similarity is not None:
+            by_id, by_copy = self.by_identity.tolist(), self.by_copy.tolist()
+            for r, cs, ci, cp, bi, bc in zip(rows, self.copy_similarity, self.copy_identity, self.copy_photo, by_id, by_copy):
+                r.update(copy_similarity=round(float(cs), 4), copy_identity=self.names[int(ci)], copy_training_photo=int(cp),
+                         blocked_by="+".join(k for k, on in (("identity", bi), ("copy", bc)) if on))
+        return rows
 
 
 @dataclass
@@ -309,7 +386,8 @@ class ReleaseFilter:
     def __init__(self, embedder: IdentityEmbedder, train_embeddings: torch.Tensor, train_labels: torch.Tensor,
                  names: Sequence[str], *, threshold: float, block_rate: float | None = None, batch_size: int = 256,
                  n_photos: int | None = None, photo_index: torch.Tensor | None = None,
-                 sample_views: Sequence[str] = SAMPLE_VIEWS, calibration: Calibration | None = None) -> None:
+                 sample_views: Sequence[str] = SAMPLE_VIEWS, calibration: Calibration | None = None,
+                 copy_detector: CopyDetector | None = None, copy_threshold: float = math.inf) -> None:
         if train_embeddings.ndim != 2 or len(train_embeddings) != len(train_labels) or len(train_embeddings) == 0:
             raise ValueError(f"need N x D training embeddings with N labels, got {tuple(train_embeddings.shape)} and {len(train_labels)}")
         if int(train_labels.max()) >= len(names):
@@ -321,6 +399,7 @@ class ReleaseFilter:
         self.photo_index = photo_index.long() if photo_index is not None else torch.arange(len(train_embeddings)) % self.n_photos
         self.sample_views = tuple(sample_views)
         self.calibration = calibration
+        self.copy_detector, self.copy_threshold = copy_detector, float(copy_threshold)
 
     # -- scoring -------------------------------------------------------------------------------------
     def embed_views(self, faces: torch.Tensor, names: Sequence[str] | None = None) -> list[torch.Tensor]:
@@ -335,8 +414,10 @@ class ReleaseFilter:
         row = sims.argmax(1) if n else torch.empty(0, dtype=torch.long)
         return _Scored(per_id, row)
 
-    def verdicts_from(self, view_embeddings: Sequence[torch.Tensor], *, exclude: torch.Tensor | None = None) -> Verdicts:
-        """Verdicts from the sample views' embeddings; ``exclude`` (N x I bool) hides identities from a face's score."""
+    def verdicts_from(self, view_embeddings: Sequence[torch.Tensor], *, exclude: torch.Tensor | None = None,
+                      copy: tuple[torch.Tensor, torch.Tensor] | None = None) -> Verdicts:
+        """Verdicts from the sample views' embeddings and the copy detector's ``per_identity`` scores (if any);
+        ``exclude`` (N x I bool) hides identities from a face's scores."""
         s = self.score_embeddings(view_embeddings)
         per_id = s.per_identity if exclude is None else s.per_identity.masked_fill(exclude, -math.inf)
         best, ident = per_id.max(1) if len(per_id) else (torch.empty(0), torch.empty(0, dtype=torch.long))
@@ -346,13 +427,23 @@ class ReleaseFilter:
             sims = torch.stack([e.float() @ self.gallery.T for e in view_embeddings]).amax(0)
             sims = sims.masked_fill(self.labels.unsqueeze(0) != ident.unsqueeze(1), -math.inf)
             photo = self.photo_index[sims.argmax(1)]
-        return Verdicts(best > self.threshold, best, photo, ident, self.names, self.threshold, view_embeddings[0])
+        blocked = best > self.threshold
+        extra: dict[str, object] = {}
+        if copy is not None and self.copy_detector is not None:
+            c_id, c_photo = copy
+            c_id = c_id if exclude is None else c_id.masked_fill(exclude, -math.inf)
+            c_best, c_ident = c_id.max(1) if len(c_id) else (torch.empty(0), torch.empty(0, dtype=torch.long))
+            blocked = blocked | (c_best > self.copy_threshold)
+            extra = {"copy_similarity": c_best, "copy_identity": c_ident, "copy_threshold": self.copy_threshold,
+                     "copy_photo": self.copy_detector.best_photo(c_photo, c_ident)}
+        return Verdicts(blocked, best, photo, ident, self.names, self.threshold, view_embeddings[0], **extra)
 
     def check(self, samples: torch.Tensor) -> Verdicts:
         """Verdicts for N x 3 x H x W samples in [0, 1]."""
         if samples.ndim != 4 or samples.shape[1] != 3:
             raise ValueError(f"samples must be N x 3 x H x W, got {tuple(samples.shape)}")
-        return self.verdicts_from(self.embed_views(samples))
+        copy = self.copy_detector.per_identity(samples, len(self.names)) if self.copy_detector is not None else None
+        return self.verdicts_from(self.embed_views(samples), copy=copy)
 
     def filter(self, samples: torch.Tensor) -> tuple[torch.Tensor, Verdicts]:
         """The samples that may be released, and the verdicts for all of them."""
@@ -365,15 +456,17 @@ class ReleaseFilter:
                   outsider_faces: torch.Tensor | None = None, *, block_rate: float = 1e-3, mirrored: bool = True,
                   batch_size: int = 256, outsider_labels: Sequence[str] | torch.Tensor | None = None,
                   gallery_views: Sequence[str] | None = None, sample_views: Sequence[str] | None = None,
-                  n_folds: int = 0, seed: int = 0, shift_alpha: float = 0.01, n_permutations: int = 999) -> "ReleaseFilter":
+                  n_folds: int = 0, seed: int = 0, shift_alpha: float = 0.01, n_permutations: int = 999,
+                  copy_views: CopyViews | None = None, copy_detection: bool = True) -> "ReleaseFilter":
         """Embed the gallery (``gallery_views`` of every training photo; ``mirrored=False`` drops mirror views) and set
         the threshold in the training photos' own domain (leave-one-identity-out), pooled with ``outsider_faces``.
 
         ``outsider_labels`` (a name or id per outsider face) groups outsiders by person for the distribution
         test (default: every face its own person). ``n_folds``: the training identities are split into
         that many folds for the held-out false-block check; 0 (default): one fold per identity (leave one
-        identity out; needs three or more identities). Raises :class:`CalibrationError` when the pool holds fewer
-        than ``1 / block_rate`` faces.
+        identity out; needs three or more identities). ``copy_detection`` (default on) adds the copy detector
+        (``copy_views`` of every training photo); the two thresholds share the block rate (``joint_thresholds``).
+        Raises :class:`CalibrationError` when the pool holds fewer than ``1 / block_rate`` faces.
         """
         if not 0 < block_rate < 1:
             raise ValueError(f"block_rate must be in (0, 1), got {block_rate}")
@@ -399,12 +492,22 @@ class ReleaseFilter:
         gallery = torch.cat([emb[v] for v in gv])
         n = len(train_faces)
         labels = train_labels.repeat(len(gv))
+        n_id = len(names)
+        allowed = math.floor(block_rate * (n_dom_possible + len(outsider_faces)) + 1e-9)
+        copy_note = ""
+        if copy_detection and allowed < 2:
+            copy_note = (f"copy detector off: {n_dom_possible + len(outsider_faces)} calibration faces allow {allowed} false "
+                         f"block at block rate {block_rate:g}, and a second threshold costs one (give at least "
+                         f"{math.ceil(2 / block_rate)} faces to have it)")
+            copy_detection = False
+        copy_det = CopyDetector(train_faces, train_labels, views=copy_views) if copy_detection else None
         filt = cls(embedder, gallery, labels, names, threshold=math.inf, block_rate=block_rate, batch_size=batch_size,
-                   n_photos=n, photo_index=torch.arange(n).repeat(len(gv)), sample_views=sv)
+                   n_photos=n, photo_index=torch.arange(n).repeat(len(gv)), sample_views=sv, copy_detector=copy_det)
         dom = filt.score_embeddings([emb[v] for v in sv]).per_identity  # n x I
         out_emb = filt.embed_views(outsider_faces) if len(outsider_faces) else [torch.empty(0, gallery.shape[1])] * len(sv)
-        out = filt.score_embeddings(out_emb).per_identity if len(outsider_faces) else torch.empty(0, len(names))
-        n_id = len(names)
+        out = filt.score_embeddings(out_emb).per_identity if len(outsider_faces) else torch.empty(0, n_id)
+        dom_c = copy_det.per_identity(train_faces, n_id)[0] if copy_det else None
+        out_c = copy_det.per_identity(outsider_faces, n_id)[0] if copy_det and len(outsider_faces) else torch.empty(0, n_id)
         own = F.one_hot(train_labels, n_id).bool()
         ol = outsider_labels if outsider_labels is not None else list(range(len(outsider_faces)))
         if not isinstance(ol, torch.Tensor):
@@ -412,20 +515,29 @@ class ReleaseFilter:
             ol = torch.tensor([ids_of.setdefault(x, len(ids_of)) for x in ol], dtype=torch.long)
         out_groups = torch.unique(ol.long(), return_inverse=True)[1] if len(ol) else torch.empty(0, dtype=torch.long)
 
-        def thresholds(keep: torch.Tensor, dom_rows: torch.Tensor) -> dict[str, float]:
-            """Per-source and final thresholds with the gallery reduced to identities ``keep`` (bool I)."""
-            d = dom[dom_rows].masked_fill(own[dom_rows] | ~keep, -math.inf).amax(1) if dom_rows.any() else torch.empty(0)
+        def best(mat: torch.Tensor, rows: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+            """Each training photo's best score against the identities ``keep`` other than its own."""
+            return mat[rows].masked_fill(own[rows] | ~keep, -math.inf).amax(1) if rows.any() else torch.empty(0)
+
+        def thresholds(keep: torch.Tensor, dom_rows: torch.Tensor) -> tuple[dict[str, float], dict[str, float]]:
+            """Per-source and final (identity, copy) thresholds with the gallery reduced to identities ``keep`` (bool I)."""
+            d = best(dom, dom_rows, keep)
             dg = train_labels[dom_rows] if dom_rows.any() else torch.empty(0, dtype=torch.long)
+            dc = best(dom_c, dom_rows, keep)[torch.isfinite(d)] if dom_c is not None else None
             dg, d = dg[torch.isfinite(d)], d[torch.isfinite(d)]
             o = out[:, keep].amax(1) if len(out) else torch.empty(0)
-            t = {"training_domain": block_threshold(d, block_rate, dg), "outsiders": block_threshold(o, block_rate, out_groups),
-                 "pooled": block_threshold(torch.cat([d, o]), block_rate, torch.cat([dg, out_groups + n_id]))}
-            t["final"] = max(t.values())
-            return t
+            oc = (out_c[:, keep].amax(1) if len(out_c) else torch.empty(0)) if dom_c is not None else None
+            sources = {"training_domain": (d, dc, dg), "outsiders": (o, oc, out_groups),
+                       "pooled": (torch.cat([d, o]), None if dc is None else torch.cat([dc, oc]), torch.cat([dg, out_groups + n_id]))}
+            t, tc = {}, {}
+            for k, (i, c, g) in sources.items():
+                t[k], tc[k] = joint_thresholds(i, c, block_rate, g)
+            t["final"], tc["final"] = max(t.values()), max(tc.values())
+            return t, tc
 
         present = torch.zeros(n_id, dtype=torch.bool)
         present[torch.unique(train_labels)] = True
-        t_all = thresholds(present, torch.ones(n, dtype=torch.bool))
+        t_all, tc_all = thresholds(present, torch.ones(n, dtype=torch.bool))
         # held-out training identities: k folds, each out of the gallery and the calibration
         ids = torch.unique(train_labels)
         k = (len(ids) if n_folds <= 0 else max(2, min(n_folds, len(ids)))) if len(ids) > 2 else 0
@@ -437,21 +549,28 @@ class ReleaseFilter:
                 keep = present.clone()
                 keep[held] = False
                 rows_held = torch.isin(train_labels, held)
-                t = thresholds(keep, ~rows_held)["final"]
+                tt, ttc = thresholds(keep, ~rows_held)
+                t, tc = tt["final"], ttc["final"]
                 s, match = dom[rows_held].masked_fill(~keep, -math.inf).max(1)
-                held_blocked.append(s > t)
+                sc, match_c = (dom_c[rows_held].masked_fill(~keep, -math.inf).max(1) if dom_c is not None
+                               else (torch.full_like(s, -math.inf), match))
+                by_c = (sc > tc) & ~(s > t)
+                held_blocked.append((s > t) | (sc > tc))
                 held_groups.append(train_labels[rows_held])
-                for i in (s > t).nonzero().squeeze(1).tolist():
+                for i in held_blocked[-1].nonzero().squeeze(1).tolist():
+                    c = bool(by_c[i])
                     wrongly.append({"photo": int(rows_held.nonzero()[i]), "identity": names[int(train_labels[rows_held][i])],
-                                    "matched": names[int(match[i])], "similarity": round(float(s[i]), 4),
-                                    "threshold": round(t, 4)})
+                                    "matched": names[int((match_c if c else match)[i])], "by": "copy" if c else "identity",
+                                    "similarity": round(float((sc if c else s)[i]), 4), "threshold": round(tc if c else t, 4)})
         heldout = rate_with_ci(torch.cat(held_blocked) if held_blocked else torch.zeros(0, dtype=torch.bool),
                                groups=torch.cat(held_groups) if held_groups else torch.zeros(0, dtype=torch.long))
         shift = None
         if len(outsider_faces) and n_dom_possible:
             shift = identity_mean_shift_test(emb[sv[0]], train_labels, out_emb[0], out_groups, n_permutations=n_permutations,
                                              seed=seed)
-        filt.threshold = t_all["final"]
+        filt.threshold, filt.copy_threshold = t_all["final"], tc_all["final"]
         filt.calibration = Calibration(block_rate, t_all["final"], n_dom_possible, len(outsider_faces), t_all, heldout, k,
-                                       tuple(wrongly), shift, shift_alpha, gv, sv)
+                                       tuple(wrongly), shift, shift_alpha, gv, sv, copy_threshold=tc_all["final"],
+                                       copy_thresholds=tc_all if copy_det else {},
+                                       copy_views=copy_det.views if copy_det else None, copy_note=copy_note)
         return filt

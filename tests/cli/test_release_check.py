@@ -120,8 +120,9 @@ def test_innocent_faces_of_a_transformed_domain_are_blocked_at_about_the_block_r
     the LFW outsiders alone gave."""
     faces, labels, _ = members
     (cal, cal_names), (hold, _) = outsiders
+    # the recogniser's threshold on its own (the copy detector: tests/defences/test_copy_detector.py)
     filt = ReleaseFilter.calibrate(build_embedder("sface"), shifted(faces.images), labels, MEMBERS, cal, block_rate=0.05,
-                                   outsider_labels=cal_names, gallery_views=("original", "flip"))
+                                   outsider_labels=cal_names, gallery_views=("original", "flip"), copy_detection=False)
     innocents = filt.check(shifted(hold))  # 40 faces of 'new' people in the training photos' domain
     r = innocents.rate()
     assert r["blocked_rate"] <= 0.15 and within_interval(r, 0.05), r
@@ -159,7 +160,11 @@ def test_release_check_cli_gates_on_blocked_samples(members, train_folder, lfw_d
     assert shift["p_value"] >= 0.01 and not shift["warning"] and f"p = {shift['p_value']:.4f}" in out  # LFW vs LFW
     assert (tmp_path / "leaky" / "blocked_gallery.png").exists()
     rows = (tmp_path / "leaky" / "verdicts.csv").read_text().splitlines()
-    assert rows[0].startswith("sample,blocked,similarity,identity,training_photo,source") and len(rows) == 1 + 16 + 12 + 16
+    assert rows[0].startswith("sample,blocked,similarity,identity,training_photo,copy_similarity,copy_identity,"
+                              "copy_training_photo,blocked_by,source") and len(rows) == 1 + 16 + 12 + 16
+    g = s["generated"]  # both signals are reported, and every blocked sample was blocked by one of them
+    assert g["by_identity"] + g["by_copy"] >= g["blocked"] and s["copy_threshold"] is not None and "near copies" in out
+    assert s["calibration"]["copy_detector"]["views_per_photo"] > 100
 
 
 
