@@ -10,6 +10,7 @@ from typing import Any, Iterator
 import lightning as L
 import torch
 
+import privgan.strategies  # noqa: F401  (registers the dp_ddp strategies, so a recipe can name them)
 from privgan.defences.dp import DPSGD, DPConfigError, DPState, dp_hooks_paused, make_private_in_trainer
 
 _MISSING = object()
@@ -27,7 +28,10 @@ class DPSGDCallback(L.Callback):
     (default: the whole LightningModule); its layers must be ones Opacus supports (GroupNorm,
     not BatchNorm). Losses are assumed to be means over the batch, as Lightning's usually are.
 
-    Every epoch it logs ``dp/epsilon`` (at ``delta``), ``dp/delta`` and ``dp/noise_multiplier``;
+    On several processes use privgan's ``dp_ddp`` strategies (:mod:`privgan.strategies`); the
+    private module must then hold every trainable parameter (only Opacus's optimizer syncs them).
+
+    Every epoch rank 0 logs ``dp/epsilon`` (at ``delta``), ``dp/delta`` and ``dp/noise_multiplier``;
     ``privacy_spent()`` gives (ε, δ) to :class:`~privgan.callbacks.PrivacyUtilityCurve`. The
     accountant is kept in the callback's checkpoint state, so a resumed fit continues ε. While
     privgan's attack callbacks run, Opacus's hooks are paused (the module gets an
@@ -131,6 +135,15 @@ class DPSGDCallback(L.Callback):
             raise DPConfigError(f"DPSGDCallback optimizer_index={self.optimizer_index}, but configure_optimizers returned "
                                 f"{len(optimizers)} optimizer(s)")
         plain = optimizers[self.optimizer_index]
+        if trainer.world_size > 1:
+            private = {id(p) for p in self._target(pl_module).parameters()}
+            outside = [n for n, p in pl_module.named_parameters() if p.requires_grad and id(p) not in private]
+            if outside:
+                raise DPConfigError(
+                    f"DPSGDCallback on {trainer.world_size} processes: the private module "
+                    f"({self.module or 'the whole LightningModule'}) must hold every trainable parameter, since only "
+                    f"Opacus's optimizer syncs gradients under the dp_ddp strategy; outside it: {', '.join(outside[:5])}"
+                    + (" ..." if len(outside) > 5 else "") + ". Freeze them or set module= to a module that holds them")
         self.dp = make_private_in_trainer(trainer, self._target(pl_module), plain, self.config,
                                           accountant_state=self._restored_accountant)
         return _replace(conf, plain, self.dp.optimizer)
@@ -158,11 +171,11 @@ class DPSGDCallback(L.Callback):
 
     # -- every epoch ------------------------------------------------------------------------------
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.dp is None:
-            return
-        pl_module.log("dp/epsilon", self.dp.epsilon())
-        pl_module.log("dp/delta", self.config.delta)
-        pl_module.log("dp/noise_multiplier", self.dp.noise_multiplier)
+        if self.dp is None or not trainer.is_global_zero:
+            return  # every rank's accountant holds the same global steps: rank 0 computes and logs ε once
+        pl_module.log("dp/epsilon", self.dp.epsilon(), rank_zero_only=True)
+        pl_module.log("dp/delta", self.config.delta, rank_zero_only=True)
+        pl_module.log("dp/noise_multiplier", self.dp.noise_multiplier, rank_zero_only=True)
 
     # -- resume -----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -114,10 +114,22 @@ def make_private(
     config: DPSGD,
     *,
     epochs: int | None,
+    distributed: bool = False,
 ) -> DPState:
-    """Wrap model and optimizer for DP-SGD with Poisson sampling of ``data_loader``'s dataset."""
+    """Wrap model and optimizer for DP-SGD with Poisson sampling of ``data_loader``'s dataset.
+
+    ``data_loader``'s batch size is the expected batch of one step over *all* processes (sample rate
+    1 / len(data_loader)). With ``distributed`` (a process group of several ranks is up), ``model`` is
+    wrapped in Opacus's DPDDP first, so Opacus picks its DistributedDPOptimizer: noise is added on
+    rank 0 only and the clipped sums are all-reduced, each rank averaging over its share
+    (expected batch / world size).
+    """
     from opacus import PrivacyEngine
 
+    if distributed:
+        from opacus.distributed import DifferentiallyPrivateDistributedDataParallel as DPDDP
+
+        model = DPDDP(model)  # Opacus's marker for its distributed path (broadcasts rank 0's parameters)
     engine = PrivacyEngine(accountant=config.accountant, secure_mode=False)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Secure RNG turned off.*")
@@ -134,6 +146,38 @@ def make_private(
     return DPState(gsm, opt, engine, config, sample_rate=1.0 / len(data_loader))
 
 
+def check_trainer_for_dp(trainer: Any) -> None:
+    """Refuse trainer settings that DP-SGD cannot honour (gradient accumulation, Lightning's gradient clipping)."""
+    accumulate = getattr(trainer, "accumulate_grad_batches", 1)
+    if accumulate != 1:
+        raise DPConfigError(
+            f"trainer.accumulate_grad_batches={accumulate} cannot be used with DP-SGD: each step's batch is one Poisson "
+            "draw, which the accountant counts as one step; raise the datamodule's batch_size instead (it is the "
+            "expected batch of a step, over all processes)"
+        )
+    clip = getattr(trainer, "gradient_clip_val", None)
+    if clip is not None and clip != 0:
+        raise DPConfigError(
+            f"trainer.gradient_clip_val={clip} cannot be used with DP-SGD: Opacus already clips each example's gradient "
+            "to dp.max_grad_norm, and Lightning's clipping of the summed gradient would be overwritten by the noised one; "
+            "remove trainer.gradient_clip_val (set max_grad_norm instead)"
+        )
+
+
+def check_strategy_for_dp(trainer: Any) -> None:
+    """With more than one process, DP-SGD needs privgan's ``dp_ddp*`` strategy (DPDDP model wrapper)."""
+    from opacus.distributed import DifferentiallyPrivateDistributedDataParallel as DPDDP
+
+    if getattr(trainer, "world_size", 1) <= 1 or isinstance(trainer.strategy.model, DPDDP):
+        return
+    raise DPConfigError(
+        f"trainer.strategy={type(trainer.strategy).__name__} runs {trainer.world_size} processes, but DP-SGD needs "
+        "privgan's DP strategy there: set trainer.strategy to 'dp_ddp' (torchrun / SLURM / one script), "
+        "'dp_ddp_spawn' or 'dp_ddp_fork' (privgan.strategies.DPDDPStrategy). Plain DDP all-reduces every step's "
+        "un-noised gradient and leaves Opacus to think it runs alone"
+    )
+
+
 def make_private_in_trainer(
     trainer: Any,
     model: nn.Module,
@@ -143,6 +187,13 @@ def make_private_in_trainer(
     accountant_state: dict | None = None,
 ) -> DPState:
     """``make_private`` from a LightningModule's configure_optimizers, Poisson-sampling the trainer's datamodule.
+
+    Refuses ``trainer.accumulate_grad_batches`` > 1 and ``trainer.gradient_clip_val``. On several
+    processes (privgan's ``dp_ddp*`` strategies, :mod:`privgan.strategies`) the datamodule's batch
+    size stays the expected *global* batch, so σ, the sample rate and ε do not depend on the number
+    of processes: each rank draws its own Poisson shard (:func:`privgan.defences.distributed.poisson_shard_loader`,
+    seeded by the datamodule's seed, the rank and the epoch), empty batches included, Lightning's
+    distributed sampler is turned off, and Opacus's distributed optimizer adds the noise once.
 
     Any LightningDataModule works: its plain ``train_dataloader()`` plans the sample rate, then
     ``train_dataloader`` on the datamodule *instance* is replaced by one that returns Opacus's
@@ -160,13 +211,25 @@ def make_private_in_trainer(
         )
     from opacus.data_loader import DPDataLoader
 
+    from privgan.defences import distributed as dist_dp
+
+    check_trainer_for_dp(trainer)
+    world_size = int(getattr(trainer, "world_size", 1))
+    if world_size > 1:
+        check_strategy_for_dp(trainer)
+        dist_dp.turn_off_distributed_sampler(trainer)
     plain = getattr(dm.train_dataloader, "privgan_plain", dm.train_dataloader)  # a datamodule wrapped by an earlier fit
-    state = make_private(model, optimizer, plain(), config, epochs=trainer.max_epochs)
+    state = make_private(model, optimizer, plain(), config, epochs=trainer.max_epochs, distributed=world_size > 1)
     seed = dm.hparams.get("seed")
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    rank = int(getattr(trainer, "global_rank", 0))
 
     def train_dataloader() -> DataLoader:
-        return DPDataLoader.from_data_loader(plain(), generator=generator) if dm.trainer is trainer else plain()
+        if dm.trainer is not trainer:
+            return plain()
+        if world_size > 1:
+            return dist_dp.poisson_shard_loader(plain(), rank=rank, world_size=world_size, seed=seed)
+        return DPDataLoader.from_data_loader(plain(), generator=generator)
 
     train_dataloader.privgan_plain = plain
     dm.train_dataloader = train_dataloader

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import privgan.strategies  # noqa: F401  (registers the dp_ddp strategies, so a recipe can name them)
 from privgan.defences.dp import DPState, dp_hooks_paused
 
 ACCOUNTANT_KEY = "privgan_dp_accountant"
@@ -12,7 +13,8 @@ ACCOUNTANT_KEY = "privgan_dp_accountant"
 class DPLifecycleMixin:
     """Mixin for a LightningModule that keeps its Opacus state in ``self._dp`` (None when not private).
 
-    ε, δ and the noise multiplier are logged every epoch; attacks run with Opacus's hooks paused;
+    ε, δ and the noise multiplier are logged every epoch (by rank 0 only: every rank's accountant
+    holds the same global steps, so one computes it); attacks run with Opacus's hooks paused;
     the accountant goes into checkpoints and comes back as ``_restored_accountant`` for
     ``make_private_in_trainer`` to continue.
     """
@@ -21,10 +23,10 @@ class DPLifecycleMixin:
     _restored_accountant: dict | None = None
 
     def on_train_epoch_end(self) -> None:
-        if self._dp is not None:
-            self.log("dp/epsilon", self._dp.epsilon())
-            self.log("dp/delta", self._dp.config.delta)
-            self.log("dp/noise_multiplier", self._dp.noise_multiplier)
+        if self._dp is not None and self.trainer.is_global_zero:
+            self.log("dp/epsilon", self._dp.epsilon(), rank_zero_only=True)
+            self.log("dp/delta", self._dp.config.delta, rank_zero_only=True)
+            self.log("dp/noise_multiplier", self._dp.noise_multiplier, rank_zero_only=True)
 
     def attack_context(self):
         """Context in which attack callbacks run: Opacus hooks paused (they expect training batches)."""

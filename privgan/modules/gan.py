@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from privgan.defences.dp import DPSGD, DPConfigError, DPState, as_dpsgd, make_dp_compatible, make_private_in_trainer
+from privgan.defences.distributed import all_reduce_mean_grads, broadcast_buffers
 from privgan.modules.dp_lifecycle import DPLifecycleMixin
 from privgan.validation import check_choice, check_int, check_number
 from privgan.models.gan import DISCRIMINATOR_NORMS, GENERATOR_NORMS, IMAGE_SIZES, Discriminator, ExportedGenerator, Generator
@@ -53,6 +54,9 @@ class GAN(DPLifecycleMixin, L.LightningModule):
     DP each row of the D batch is one per-sample gradient (real rows are the records; fake rows
     are data-independent given the past releases), and the generator step runs D with its
     per-sample hooks off and its parameters frozen so no G-step gradient reaches D's update.
+    On several processes under DP (strategy ``dp_ddp*``) D's gradients are synced by Opacus's
+    distributed optimizer (noise once), G's are averaged over the global batch by privgan, and
+    every rank takes both steps on every batch, empty ones included.
     """
 
     def __init__(
@@ -221,11 +225,13 @@ class GAN(DPLifecycleMixin, L.LightningModule):
         self._check_finite(loss_d, "discriminator", batch_idx)
         self.manual_backward(loss_d)
         opt_d.step()
-        if n == 0:
+        distributed = self._dp is not None and self.trainer.world_size > 1
+        if n == 0 and not distributed:
             return None
-        self.log("train/loss_d", (l_real.mean() + l_fake.mean()).detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
-        self.log("train/d_real", out[:n].mean().detach(), on_step=False, on_epoch=True, batch_size=n)
-        self.log("train/d_fake", out[n:].mean().detach(), on_step=False, on_epoch=True, batch_size=n)
+        if n:
+            self.log("train/loss_d", (l_real.mean() + l_fake.mean()).detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
+            self.log("train/d_real", out[:n].mean().detach(), on_step=False, on_epoch=True, batch_size=n)
+            self.log("train/d_fake", out[n:].mean().detach(), on_step=False, on_epoch=True, batch_size=n)
 
         # generator step: D frozen, per-sample hooks off
         self.discriminator.requires_grad_(False)
@@ -234,17 +240,33 @@ class GAN(DPLifecycleMixin, L.LightningModule):
             gsm.disable_hooks()
         try:
             opt_g.optimizer.zero_grad(set_to_none=True)
-            loss_g = g_loss_fn(self.discriminator(self.generator(self.sample_latent(n))))
-            self._check_finite(loss_g, "generator", batch_idx)
-            self.manual_backward(loss_g)
-            opt_g.step()
+            if n:
+                loss_g = g_loss_fn(self.discriminator(self.generator(self.sample_latent(n))))
+                self._check_finite(loss_g, "generator", batch_idx)
+                self.manual_backward(loss_g)
+            stepped = self._sync_generator(n) if distributed else True
+            if stepped:
+                opt_g.step()
         finally:
             if gsm is not None:
                 gsm.enable_hooks()
             self.discriminator.requires_grad_(True)
+        if not stepped:
+            return None
+        if distributed:
+            broadcast_buffers(self.generator)  # BatchNorm statistics: rank 0's, as DDP's broadcast_buffers keeps them
         self._update_ema()
-        self.log("train/loss_g", loss_g.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
+        if n:
+            self.log("train/loss_g", loss_g.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
         return None
+
+    def _sync_generator(self, n: int) -> bool:
+        """Under DP on several processes (dp_ddp: no DDP reducer) average G's gradients over the global batch.
+
+        Every rank joins, an empty batch with zero gradients; False (no rank steps G) when the global
+        batch is empty. D's gradients are Opacus's DistributedDPOptimizer's to sync.
+        """
+        return all_reduce_mean_grads(list(self.generator.parameters()), n) > 0
 
     @torch.no_grad()
     def _update_ema(self) -> None:
