@@ -5,6 +5,7 @@ from privgan.callbacks.curve import PrivacyUtilityCurve
 from privgan.callbacks.dp import DPSGDCallback
 from privgan.callbacks.gan_membership import GanMembershipAttack
 from privgan.callbacks.identity_match import IdentityMatchAttack
+from privgan.callbacks.init_from import InitFrom
 from privgan.callbacks.inversion import InversionAttack
 from privgan.callbacks.manifest import MemberManifestArtifact
 from privgan.callbacks.membership import MembershipAttack
@@ -14,6 +15,7 @@ __all__ = [
     "DPSGDCallback",
     "GanMembershipAttack",
     "IdentityMatchAttack",
+    "InitFrom",
     "InversionAttack",
     "MemberManifestArtifact",
     "MembershipAttack",

@@ -68,9 +68,13 @@ class PrivacyUtilityCurve(L.Callback):
         utility = self._utility(trainer, result)
         if old is not None and math.isnan(utility):
             utility = old.utility
+        dp = getattr(pl_module, "_dp", None)
+        person = dp.identity_privacy() if dp is not None and hasattr(dp, "identity_privacy") else None
         point = CurvePoint(step=step, epoch=int(trainer.current_epoch), utility_key=self.utility_key, utility=utility,
                            utility_higher_is_better=self.utility_higher_is_better, epsilon=epsilon, delta=delta,
-                           fit_seconds=self.elapsed(), results=dict(old.results) if old else {}).with_result(name, result)
+                           fit_seconds=self.elapsed(), results=dict(old.results) if old else {},
+                           epsilon_identity=person[0] if person else None,
+                           delta_identity=person[1] if person else None).with_result(name, result)
         self.points = sorted([p for p in self.points if p.step != step] + [point], key=lambda p: p.step)
         if trainer.is_global_zero:
             self.write(run_dir(trainer, self.out_dir))

@@ -237,6 +237,10 @@ def cmd_faces(argv: list[str]) -> int:
 
 
 def cmd_data(argv: list[str]) -> int:
+    if argv[:1] == ["split"]:
+        from privgan.cli.data_split import main as split_main
+
+        return split_main(argv[1:])
     from privgan.data.fetch import main as fetch_main
 
     return fetch_main(argv)
@@ -279,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("-h", "--help"):
         print("privgan: fit | validate | test (LightningCLI, e.g. privgan fit --config recipes/split_lfw.yaml)")
         print("         sweep --config X.yaml --grid KEY=V1,V2 ... | curve RUN_DIR ... | faces eval-lfw | data fetch lfw")
+        print("         data split --config RECIPE --out manifest.json  (draw a recipe's split without training)")
         print("         attack NAME --checkpoint CKPT [--config RECIPE | --references DIR]  (run a registered attack post hoc;")
         print("                privgan attack --help lists them)")
         print("         report RUN_OR_SWEEP_DIR [--screenshot page.png]  (HTML page of the curve, verdicts, timings)")

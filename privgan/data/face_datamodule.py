@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
@@ -11,6 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from privgan.data.identity_folders import LabeledImages, scan_identity_folders
 from privgan.data.manifest import SplitManifest, make_split
+from privgan.data.people import people_in_manifest, people_of, refuse_overlap
 from privgan.paths import lfw_root
 from privgan.validation import check_int, check_number
 
@@ -32,7 +34,9 @@ class FaceIdentityDataModule(L.LightningDataModule):
     attacker's own data. Bad files (unreadable, empty, too small, no face) are skipped and
     counted in ``skipped`` (a warning gives the counts and the share dropped, and names
     identities left with no usable photo). The split is saved as ``manifest.json`` in the
-    trainer's ``default_root_dir``.
+    trainer's ``default_root_dir``. ``exclude_people_of``: split manifests (a study's
+    ``manifest.json``) whose people this data set must not contain, in any part: public
+    pretraining data kept clear of the study (``privgan.data.people``).
     """
 
     def __init__(
@@ -52,6 +56,7 @@ class FaceIdentityDataModule(L.LightningDataModule):
         manifest: str | None = None,
         align: str = "auto",
         min_face_prob: float = 0.95,
+        exclude_people_of: list[str] | None = None,
     ) -> None:
         super().__init__()
         from privgan.faces.preprocess import check_align
@@ -78,8 +83,11 @@ class FaceIdentityDataModule(L.LightningDataModule):
         if self.manifest_ is not None:
             return
         hp = self.hparams
+        excluded = people_of(hp.exclude_people_of)
         if hp.manifest:
             manifest = SplitManifest.load(hp.manifest)
+            refuse_overlap(people_in_manifest(hp.manifest), excluded, public_source=f"manifest {hp.manifest}",
+                           study_source=", ".join(hp.exclude_people_of or []))
         else:
             folders = scan_identity_folders(self.root)
             manifest = make_split(
@@ -92,7 +100,10 @@ class FaceIdentityDataModule(L.LightningDataModule):
                 aux_identities=hp.aux_identities,
                 aux_max_images=hp.aux_max_images,
                 seed=hp.seed,
+                exclude=excluded,
             )
+            if hp.exclude_people_of:
+                manifest = replace(manifest, excluded_people_of=[str(m) for m in hp.exclude_people_of])
         files = [f for part in (manifest.train, manifest.heldout, manifest.auxiliary) for v in part.values() for f in v]
         from privgan.faces.preprocess import load_aligned
 
@@ -136,6 +147,12 @@ class FaceIdentityDataModule(L.LightningDataModule):
         """Classifier identity names in label order."""
         self._require_setup()
         return list(self.manifest_.identities)
+
+    @property
+    def train_identities(self) -> torch.Tensor:
+        """The person each item of ``train_dataloader``'s dataset shows, in order (person-level DP-SGD samples by it)."""
+        self._require_setup()
+        return self._train.labels
 
     def members(self) -> LabeledImages:
         """Training images (members) with labels."""

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from privgan.data.identity_folders import eligible_identities, scan_identity_folders
 from privgan.data.manifest import JsonManifest, SplitError
+from privgan.data.people import people_in_manifest, people_of, refuse_overlap
 from privgan.paths import lfw_root
 from privgan.validation import check_choice, check_int
 
@@ -51,6 +52,7 @@ class GanSplitManifest(JsonManifest):
     nonmember_references: dict[str, list[str]]
     nonmember_others: dict[str, list[str]] = field(default_factory=dict)
     overrepresented: list[str] = field(default_factory=list)
+    excluded_people_of: list[str] = field(default_factory=list)  # manifests whose people this split avoids
     version: int = GAN_MANIFEST_VERSION
 
     def counts(self) -> dict[str, int]:
@@ -86,7 +88,9 @@ class GanFaceDataModule(L.LightningDataModule):
     photos are not looked at). Bad files are skipped and counted in ``skipped``; an identity with
     too few usable faces among those tried is replaced by the next one in the seeded order
     (listed in ``dropped`` with the files tried). The split is saved as ``manifest.json`` in the
-    trainer's ``default_root_dir``.
+    trainer's ``default_root_dir``. ``exclude_people_of``: split manifests (a study's
+    ``manifest.json``) whose people this data set must not contain: public pretraining data kept
+    clear of the study (``privgan.data.people``).
     """
 
     def __init__(
@@ -108,6 +112,7 @@ class GanFaceDataModule(L.LightningDataModule):
         manifest: str | None = None,
         align: str = "auto",
         min_face_prob: float = 0.95,
+        exclude_people_of: list[str] | None = None,
     ) -> None:
         super().__init__()
         from privgan.faces.preprocess import check_align
@@ -146,7 +151,8 @@ class GanFaceDataModule(L.LightningDataModule):
         from privgan.faces.preprocess import load_aligned
 
         hp = self.hparams
-        folders = scan_identity_folders(self.root)
+        excluded = people_of(hp.exclude_people_of)
+        folders = {n: f for n, f in scan_identity_folders(self.root).items() if n not in excluded}
         rng = random.Random(hp.seed)
         n_non = hp.n_nonmember_identities if hp.n_nonmember_identities is not None else hp.n_member_identities
         need = hp.train_images + hp.reference_images
@@ -229,6 +235,7 @@ class GanFaceDataModule(L.LightningDataModule):
             nonmember_references={m[0]: sorted(m[1]) for m in non_rows},
             nonmember_others={m[0]: sorted(m[2]) for m in non_rows},
             overrepresented=[m[0] for m in over_rows],
+            excluded_people_of=[str(m) for m in hp.exclude_people_of or []],
         )
         self.skipped = skipped
         return manifest, crops
@@ -238,6 +245,8 @@ class GanFaceDataModule(L.LightningDataModule):
         from privgan.faces.preprocess import load_aligned
 
         manifest = GanSplitManifest.load(path)
+        refuse_overlap(people_in_manifest(path), people_of(self.hparams.exclude_people_of), public_source=f"manifest {path}",
+                       study_source=", ".join(self.hparams.exclude_people_of or []))
         parts = (manifest.train, manifest.member_references, manifest.nonmember_references, manifest.nonmember_others)
         files = [f for part in parts for v in part.values() for f in v]
         hp = self.hparams
@@ -323,6 +332,11 @@ class GanFaceDataModule(L.LightningDataModule):
         """Member identity label of each training photo."""
         self._require_setup()
         return self._train[1]
+
+    @property
+    def train_identities(self) -> torch.Tensor:
+        """The person each item of ``train_dataloader``'s dataset shows, in order (person-level DP-SGD samples by it)."""
+        return self.member_train_labels()
 
     def member_train_counts(self) -> torch.Tensor:
         """Training photos per member identity (label order)."""

@@ -59,6 +59,7 @@ class SplitManifest(JsonManifest):
     train: dict[str, list[str]]
     heldout: dict[str, list[str]]
     auxiliary: dict[str, list[str]] = field(default_factory=dict)
+    excluded_people_of: list[str] = field(default_factory=list)  # manifests whose people this split avoids
     version: int = MANIFEST_VERSION
 
     def counts(self) -> dict[str, int]:
@@ -84,11 +85,14 @@ def make_split(
     aux_min_images: int = 1,
     aux_max_images: int = 4,
     seed: int = 0,
+    exclude: set[str] | frozenset[str] = frozenset(),
 ) -> SplitManifest:
     """Draw classifier identities with >= ``min_images`` files and split each one's images.
 
     ``folders`` maps identity to files (only files that survived alignment should be passed).
+    ``exclude``: people never drawn, in any part (public data kept clear of a study's people).
     """
+    folders = {n: f for n, f in folders.items() if n not in exclude}
     if not 0 < train_fraction < 1:
         raise SplitError(f"train_fraction must be in (0, 1), got {train_fraction}")
     rng = random.Random(seed)
@@ -97,7 +101,8 @@ def make_split(
         top = sorted((len(v) for v in folders.values()), reverse=True)[: max(n_identities, 5)]
         raise SplitError(
             f"need {n_identities} identities with at least {min_images} usable images, found "
-            f"{len(eligible)} in {root!r} ({len(folders)} identities in all; largest counts {top}). "
+            f"{len(eligible)} in {root!r} ({len(folders)} identities in all{f', after excluding {len(exclude)} people' if exclude else ''}; "
+            f"largest counts {top}). "
             "Lower n_identities or min_images, or add images."
         )
     chosen = sorted(rng.sample(eligible, n_identities))

@@ -56,7 +56,7 @@ class SyntheticIdentityDataModule(L.LightningDataModule):
         hp = self.hparams
         g = torch.Generator().manual_seed(hp.seed)
         protos = smooth_images(hp.n_identities, hp.image_size, generator=g)
-        labels = torch.arange(hp.n_identities).repeat_interleave(hp.per_identity)
+        labels = people = torch.arange(hp.n_identities).repeat_interleave(hp.per_identity)
         imgs = (protos[labels] + hp.noise * torch.randn(len(labels), 3, hp.image_size, hp.image_size, generator=g)).clamp(0, 1)
         if hp.random_labels:
             labels = torch.randint(0, hp.n_identities, (len(labels),), generator=g)
@@ -64,12 +64,18 @@ class SyntheticIdentityDataModule(L.LightningDataModule):
         half = len(perm) // 2
         self._train = LabeledImages(imgs[perm[:half]], labels[perm[:half]])
         self._heldout = LabeledImages(imgs[perm[half:]], labels[perm[half:]])
+        self._train_people = people[perm[:half]]  # whose prototype each training image is (labels may be random)
         aux_protos = smooth_images(hp.aux_images, hp.image_size, generator=g)
         self._aux = (aux_protos + hp.noise * torch.randn(aux_protos.shape, generator=g)).clamp(0, 1)
         self._ready = True
 
     def members(self) -> LabeledImages:
         return self._train
+
+    @property
+    def train_identities(self) -> torch.Tensor:
+        """The 'person' (prototype) of each training image, in train_dataloader's dataset order (person-level DP-SGD)."""
+        return self._train_people
 
     def nonmembers(self) -> LabeledImages:
         return self._heldout

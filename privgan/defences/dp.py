@@ -19,13 +19,21 @@ class DPConfigError(ValueError):
 
 @dataclass(frozen=True)
 class DPSGD:
-    """DP-SGD settings: give ``noise_multiplier`` or ``target_epsilon`` (reached at max_epochs)."""
+    """DP-SGD settings: give ``noise_multiplier`` or ``target_epsilon`` (reached at max_epochs).
+
+    ``unit``: what (ε, δ) protects: a ``photo`` (Opacus's per-example DP-SGD) or an ``identity``
+    (person-level DP-SGD, :mod:`privgan.defences.identity_dp`: people Poisson-sampled, each person's
+    gradients summed then clipped; ``identities_per_step`` expected people per step, default the
+    datamodule's batch size in photos divided by the mean photos per person).
+    """
 
     noise_multiplier: float | None = None
     target_epsilon: float | None = None
     max_grad_norm: float = 1.0
     delta: float = 1e-5
     accountant: str = "prv"
+    unit: str = "photo"
+    identities_per_step: float | None = None
 
     def __post_init__(self) -> None:
         if (self.noise_multiplier is None) == (self.target_epsilon is None):
@@ -40,6 +48,11 @@ class DPSGD:
             raise DPConfigError(f"dp.delta must be in (0, 1), got {self.delta}")
         if self.accountant not in ("prv", "rdp", "gdp"):
             raise DPConfigError(f"dp.accountant must be 'prv', 'rdp' or 'gdp', got {self.accountant!r}")
+        if self.unit not in ("photo", "identity"):
+            raise DPConfigError(f"dp.unit must be 'photo' or 'identity' (what ε protects), got {self.unit!r}")
+        if self.identities_per_step is not None and (self.unit != "identity" or self.identities_per_step <= 0):
+            raise DPConfigError(f"dp.identities_per_step must be > 0 and needs dp.unit: identity, got "
+                                f"{self.identities_per_step} with unit {self.unit!r}")
 
 
 def as_dpsgd(dp: "DPSGD | dict | None") -> "DPSGD | None":
@@ -50,7 +63,8 @@ def as_dpsgd(dp: "DPSGD | dict | None") -> "DPSGD | None":
         try:
             return DPSGD(**dp)
         except TypeError as e:
-            raise DPConfigError(f"dp: {e}; valid keys: noise_multiplier, target_epsilon, max_grad_norm, delta, accountant") from e
+            raise DPConfigError(f"dp: {e}; valid keys: noise_multiplier, target_epsilon, max_grad_norm, delta, accountant, "
+                                "unit, identities_per_step") from e
     raise DPConfigError(f"dp must be DPSGD settings or a dict, got {type(dp).__name__}")
 
 
@@ -92,6 +106,7 @@ class DPState:
     engine: Any
     config: DPSGD
     sample_rate: float
+    largest_identity: int | None = None  # photos of the person with the most (for the photo unit's group bound)
 
     def epsilon(self) -> float:
         """ε spent so far at the configured δ (0 before the first step; inf with zero noise)."""
@@ -100,6 +115,17 @@ class DPState:
         if self.optimizer.noise_multiplier == 0:
             return math.inf
         return float(self.engine.accountant.get_epsilon(delta=self.config.delta))
+
+    def identity_privacy(self) -> tuple[float, float] | None:
+        """(ε, δ) per person: the accountant's under ``unit: identity``, else photo-level DP's group-privacy bound
+        for the person with the most photos (None when that is unknown)."""
+        if self.config.unit == "identity":
+            return self.epsilon(), self.config.delta
+        if self.largest_identity is None:
+            return None
+        from privgan.defences.identity_dp import group_privacy
+
+        return group_privacy(self.epsilon(), self.config.delta, self.largest_identity)
 
     @property
     def noise_multiplier(self) -> float:
@@ -219,9 +245,15 @@ def make_private_in_trainer(
         check_strategy_for_dp(trainer)
         dist_dp.turn_off_distributed_sampler(trainer)
     plain = getattr(dm.train_dataloader, "privgan_plain", dm.train_dataloader)  # a datamodule wrapped by an earlier fit
-    state = make_private(model, optimizer, plain(), config, epochs=trainer.max_epochs, distributed=world_size > 1)
     seed = dm.hparams.get("seed")
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    identities = getattr(dm, "train_identities", None)
+    if config.unit == "identity":
+        return _identity_private_in_trainer(trainer, dm, plain, model, optimizer, config, identities, generator,
+                                            accountant_state)
+    state = make_private(model, optimizer, plain(), config, epochs=trainer.max_epochs, distributed=world_size > 1)
+    if identities is not None and len(identities):
+        state.largest_identity = int(torch.bincount(torch.unique(torch.as_tensor(identities), return_inverse=True)[1]).max())
     rank = int(getattr(trainer, "global_rank", 0))
 
     def train_dataloader() -> DataLoader:
@@ -236,3 +268,35 @@ def make_private_in_trainer(
     if accountant_state is not None:
         state.engine.accountant.load_state_dict(accountant_state)
     return state
+
+
+def _identity_private_in_trainer(trainer: Any, dm: Any, plain: Any, model: nn.Module, optimizer: torch.optim.Optimizer,
+                                 config: DPSGD, identities: Any, generator: torch.Generator | None,
+                                 accountant_state: dict | None) -> DPState:
+    """``make_private_in_trainer`` with ``unit: identity``: whole people per Poisson draw, clipped per person."""
+    from types import SimpleNamespace
+
+    from privgan.defences.identity_dp import IdentityLabelError, identity_private_in_loop
+
+    if int(getattr(trainer, "world_size", 1)) > 1:
+        raise DPConfigError("dp.unit: identity runs in one process: person-level Poisson shards over several processes "
+                            "are not built yet; use trainer.devices 1, or dp.unit: photo with the dp_ddp strategy")
+    if identities is None:
+        raise IdentityLabelError(
+            f"dp.unit: identity needs the person each training photo shows, and {type(dm).__name__} has no "
+            "train_identities (the identity of each item of its train_dataloader's dataset, in order): add that "
+            "property, or use dp.unit: photo")
+    state, loader = identity_private_in_loop(
+        model, optimizer, plain(), identities, noise_multiplier=config.noise_multiplier, target_epsilon=config.target_epsilon,
+        max_grad_norm=config.max_grad_norm, delta=config.delta, accountant=config.accountant,
+        identities_per_step=config.identities_per_step, epochs=trainer.max_epochs, generator=generator)
+    if accountant_state is not None:
+        state.accountant.load_state_dict(accountant_state)
+
+    def train_dataloader() -> DataLoader:
+        return loader if dm.trainer is trainer else plain()
+
+    train_dataloader.privgan_plain = plain
+    dm.train_dataloader = train_dataloader
+    return DPState(state.grad_sample_module, state.optimizer, SimpleNamespace(accountant=state.accountant), config,
+                   sample_rate=state.sample_rate, largest_identity=state.largest_identity)

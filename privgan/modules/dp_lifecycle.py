@@ -13,7 +13,8 @@ ACCOUNTANT_KEY = "privgan_dp_accountant"
 class DPLifecycleMixin:
     """Mixin for a LightningModule that keeps its Opacus state in ``self._dp`` (None when not private).
 
-    ε, δ and the noise multiplier are logged every epoch (by rank 0 only: every rank's accountant
+    ε, δ and the noise multiplier are logged every epoch, with ε and δ per person
+    (``dp/epsilon_identity``, ``dp/delta_identity``: ``DPState.identity_privacy``) (by rank 0 only: every rank's accountant
     holds the same global steps, so one computes it); attacks run with Opacus's hooks paused;
     the accountant goes into checkpoints and comes back as ``_restored_accountant`` for
     ``make_private_in_trainer`` to continue.
@@ -27,6 +28,10 @@ class DPLifecycleMixin:
             self.log("dp/epsilon", self._dp.epsilon(), rank_zero_only=True)
             self.log("dp/delta", self._dp.config.delta, rank_zero_only=True)
             self.log("dp/noise_multiplier", self._dp.noise_multiplier, rank_zero_only=True)
+            person = self._dp.identity_privacy()
+            if person is not None:  # per person: the accountant's (unit identity) or the photo unit's group bound
+                self.log("dp/epsilon_identity", person[0], rank_zero_only=True)
+                self.log("dp/delta_identity", person[1], rank_zero_only=True)
 
     def attack_context(self):
         """Context in which attack callbacks run: Opacus hooks paused (they expect training batches)."""

@@ -48,7 +48,9 @@ class GAN(DPLifecycleMixin, L.LightningModule):
     """Unconditional face GAN; ``sample(n, generator)`` draws from the EMA generator in [0, 1].
 
     Manual optimisation: per batch one discriminator step on ``cat[real, fake]`` (the fake half
-    as large as the real, possibly Poisson-sampled and empty, batch) and one generator step.
+    as large as the real, possibly Poisson-sampled and empty, batch), and one generator step
+    every ``n_critic`` batches (DP-GANs train D more per G step: each D step is where privacy is
+    spent, and a noisier D needs more of them).
     With ``dp`` only the discriminator's optimizer is made private (Opacus DP-SGD): D is the only
     network that sees real images, so G and its samples are private by post-processing. Under
     DP each row of the D batch is one per-sample gradient (real rows are the records; fake rows
@@ -75,6 +77,7 @@ class GAN(DPLifecycleMixin, L.LightningModule):
         ema_decay: float = 0.999,
         r1_gamma: float = 0.0,
         augment_flip: bool = True,
+        n_critic: int = 1,
         dp: DPSGD | None = None,
     ) -> None:
         super().__init__()
@@ -95,6 +98,7 @@ class GAN(DPLifecycleMixin, L.LightningModule):
             check_number(owner, "betas", b, minimum=0.0, maximum=1.0)
         check_number(owner, "ema_decay", ema_decay, minimum=0.0, maximum=1.0)
         check_number(owner, "r1_gamma", r1_gamma, minimum=0.0)
+        check_int(owner, "n_critic", n_critic, minimum=1)
         if d_norm is None:
             d_norm = "group" if dp is not None else "spectral"
         if dp is not None and d_norm == "spectral":
@@ -232,6 +236,9 @@ class GAN(DPLifecycleMixin, L.LightningModule):
             self.log("train/loss_d", (l_real.mean() + l_fake.mean()).detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
             self.log("train/d_real", out[:n].mean().detach(), on_step=False, on_epoch=True, batch_size=n)
             self.log("train/d_fake", out[n:].mean().detach(), on_step=False, on_epoch=True, batch_size=n)
+
+        if (batch_idx + 1) % hp.n_critic:  # n_critic D steps per G step (the same batches on every rank)
+            return None
 
         # generator step: D frozen, per-sample hooks off
         self.discriminator.requires_grad_(False)

@@ -24,6 +24,9 @@ class CurvePoint:
 
     ``results`` are keyed by the callback's name (the attack's registered name unless two
     callbacks of one attack share a trainer). ``delta`` is None when training is not private.
+    ``epsilon_identity`` / ``delta_identity``: the guarantee per *person* (the accountant's under
+    ``dp.unit: identity``; under ``unit: photo``, group privacy for the person with the most photos),
+    None when unknown.
     """
 
     step: int
@@ -35,6 +38,8 @@ class CurvePoint:
     delta: float | None = None
     fit_seconds: float = 0.0
     results: Mapping[str, Result] = field(default_factory=dict)
+    epsilon_identity: float | None = None
+    delta_identity: float | None = None
 
     def with_result(self, name: str, result: Result) -> CurvePoint:
         """This point with ``result`` added under ``name`` (a newer result of the same name replaces it)."""
@@ -63,6 +68,8 @@ class CurvePoint:
         row: dict[str, Any] = {"step": self.step, "epoch": self.epoch, "utility_key": self.utility_key, "utility": self.utility,
                                "epsilon": self.epsilon, "delta": self.delta if self.delta is not None else math.nan,
                                "fit_seconds": self.fit_seconds}
+        if self.epsilon_identity is not None:
+            row |= {"epsilon_identity": self.epsilon_identity, "delta_identity": self.delta_identity}
         for name, r in self.results.items():
             row |= r.metrics(prefix, name=name)
             row[f"{prefix}{name}_verdict"] = r.verdict
@@ -72,7 +79,8 @@ class CurvePoint:
         """Plain JSON-able form."""
         return {"step": self.step, "epoch": self.epoch, "utility_key": self.utility_key, "utility": self.utility,
                 "utility_higher_is_better": self.utility_higher_is_better, "epsilon": self.epsilon, "delta": self.delta,
-                "fit_seconds": self.fit_seconds, "results": {n: r.to_dict() for n, r in self.results.items()}}
+                "fit_seconds": self.fit_seconds, "epsilon_identity": self.epsilon_identity,
+                "delta_identity": self.delta_identity, "results": {n: r.to_dict() for n, r in self.results.items()}}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CurvePoint:
@@ -81,7 +89,9 @@ class CurvePoint:
                    utility_higher_is_better=bool(d.get("utility_higher_is_better", True)),
                    epsilon=float(d.get("epsilon", math.inf)), delta=None if d.get("delta") is None else float(d["delta"]),
                    fit_seconds=float(d.get("fit_seconds", 0.0)),
-                   results={n: Result.from_dict(r) for n, r in d.get("results", {}).items()})
+                   results={n: Result.from_dict(r) for n, r in d.get("results", {}).items()},
+                   epsilon_identity=None if d.get("epsilon_identity") is None else float(d["epsilon_identity"]),
+                   delta_identity=None if d.get("delta_identity") is None else float(d["delta_identity"]))
 
 
 def save_curve(path: str | os.PathLike, points: Iterable[CurvePoint], **meta: Any) -> Path:

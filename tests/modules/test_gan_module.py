@@ -185,3 +185,25 @@ def test_clipping_without_noise_reports_infinite_epsilon(tmp_path):
     tr = _trainer(tmp_path, limit_train_batches=2)
     tr.fit(m, _data())
     assert m.epsilon() == float("inf") and tr.callback_metrics["dp/epsilon"].item() == float("inf")
+
+
+def test_n_critic_steps_the_generator_every_n_batches(tmp_path):
+    m = _gan(n_critic=2)
+    _trainer(tmp_path, limit_train_batches=6).fit(m, _data())
+    opt_g, opt_d = m.optimizers()
+    steps = lambda opt: int(next(iter(opt.optimizer.state.values()))["step"])  # noqa: E731
+    assert (steps(opt_d), steps(opt_g)) == (6, 3)
+    with pytest.raises(ValueError, match="n_critic"):
+        _gan(n_critic=0)
+
+
+def test_person_level_dp_on_the_discriminator(tmp_path):
+    """dp.unit: identity on D: people drawn whole, fakes each their own unit, ε per person from the accountant."""
+    from privgan.defences.identity_dp import IdentityDPOptimizer, identity_epsilon
+
+    m = _gan(dp=DPSGD(noise_multiplier=1.0, unit="identity", identities_per_step=1.0, accountant="rdp"))
+    tr = _trainer(tmp_path, epochs=2)
+    tr.fit(m, _data())
+    assert isinstance(m._dp.optimizer, IdentityDPOptimizer) and m._dp.sample_rate == pytest.approx(0.5)
+    assert float(tr.callback_metrics["dp/epsilon_identity"]) == pytest.approx(identity_epsilon(1.0, 0.5, 4, 1e-5, "rdp"),
+                                                                              rel=1e-6)
