@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 import lightning as L
+import torch
 
 from privgan.data.people import people_in_manifest, people_named, refuse_overlap
 from privgan.modules.warm_start import load_weights, select_trainable
@@ -23,6 +24,8 @@ class InitFrom(L.Callback):
     public run's ``manifest.json`` (``public_manifest``, default: the checkpoint's run folder) and
     refuses when it shares anyone with the study's split (the datamodule's manifest); a public model
     without a manifest is refused unless ``check_people=False`` (then you vouch that its data is public).
+    Networks the module builds afresh through ``make_network`` (the membership attack's LiRA shadow
+    models) start from the same weights, so they are trained as the target was.
     A resumed run (``--ckpt_path``) loads its own checkpoint afterwards, so nothing is lost. Callbacks
     set up before the module: a module that builds its layers in ``setup`` (privgan's, once the
     datamodule knows the number of identities) is set up here first.
@@ -59,5 +62,23 @@ class InitFrom(L.Callback):
             pl_module.setup(stage)
         self.loaded = load_weights(pl_module, self.checkpoint, exclude=self.init_exclude)
         kept = select_trainable(pl_module, self.trainable)
+        self._warm_fresh_networks(pl_module)
         log.info("privgan init_from %s: %d tensors loaded, %d parameters train", self.checkpoint, len(self.loaded), len(kept))
+
+    def _warm_fresh_networks(self, pl_module: L.LightningModule) -> None:
+        """Networks the module builds afresh (``make_network``: LiRA's shadow models) start from the same weights,
+        so the shadow models are trained as the target was."""
+        make = getattr(pl_module, "make_network", None)
+        if not callable(make) or not isinstance(getattr(pl_module, "net", None), torch.nn.Module) \
+                or getattr(make, "privgan_warm", False):
+            return
+        exclude = [e.removeprefix("net.") for e in self.init_exclude]
+
+        def warm_network() -> torch.nn.Module:
+            net = make()
+            load_weights(net, self.checkpoint, exclude=exclude, key_prefix="net.")
+            return net
+
+        warm_network.privgan_warm = True  # type: ignore[attr-defined]
+        pl_module.make_network = warm_network  # type: ignore[method-assign]
 

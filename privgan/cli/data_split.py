@@ -19,21 +19,26 @@ from pathlib import Path
 import yaml
 
 
-def data_section(config: Path, overrides: list[str]) -> tuple[type, dict]:
-    """The datamodule class and init_args a recipe names, with ``KEY=VALUE`` overrides (YAML values)."""
-    try:
-        raw = yaml.safe_load(config.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise SystemExit(f"privgan data split: cannot read recipe {str(config)!r}: {e}") from None
-    data = (raw or {}).get("data") if isinstance(raw, dict) else None
-    if not isinstance(data, dict) or "class_path" not in data:
-        raise SystemExit(f"privgan data split: recipe {str(config)!r} has no data: class_path section")
-    mod, _, name = data["class_path"].rpartition(".")
+def data_section(configs: list[Path], overrides: list[str]) -> tuple[type, dict]:
+    """The datamodule class and init_args the recipes name (later recipes override earlier ones, as in
+    ``privgan fit``), with ``KEY=VALUE`` overrides (YAML values)."""
+    class_path, args = None, {}
+    for config in configs:
+        try:
+            raw = yaml.safe_load(config.read_text())
+        except (OSError, yaml.YAMLError) as e:
+            raise SystemExit(f"privgan data split: cannot read recipe {str(config)!r}: {e}") from None
+        data = (raw or {}).get("data") if isinstance(raw, dict) else None
+        if isinstance(data, dict):
+            class_path = data.get("class_path", class_path)
+            args |= dict(data.get("init_args") or {})
+    if class_path is None:
+        raise SystemExit(f"privgan data split: no data: class_path section in {', '.join(map(str, configs))}")
+    mod, _, name = class_path.rpartition(".")
     try:
         cls = getattr(importlib.import_module(mod), name)
     except (ImportError, AttributeError) as e:
-        raise SystemExit(f"privgan data split: {str(config)!r}: data.class_path {data['class_path']!r}: {e}") from None
-    args = dict(data.get("init_args") or {})
+        raise SystemExit(f"privgan data split: data.class_path {class_path!r}: {e}") from None
     for o in overrides:
         key, sep, value = o.partition("=")
         if not sep:
@@ -44,7 +49,8 @@ def data_section(config: Path, overrides: list[str]) -> tuple[type, dict]:
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="privgan data split", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, type=Path, help="a recipe YAML with a data: section")
+    p.add_argument("--config", required=True, type=Path, action="append",
+                   help="a recipe YAML with a data: section (repeat to stack recipes, as privgan fit does)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a data init_args key")
     p.add_argument("--out", required=True, type=Path, help="where to write the manifest JSON")
     a = p.parse_args(argv)

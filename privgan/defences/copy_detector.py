@@ -70,7 +70,8 @@ def _crop(x: torch.Tensor, side: float, top: float, left: float) -> torch.Tensor
     return F.interpolate(x[..., t : t + ch, l : l + cw], size=(h, w), mode="bilinear", antialias=True, align_corners=False)
 
 
-def _rotate(x: torch.Tensor, degrees: float) -> torch.Tensor:
+def rotate(x: torch.Tensor, degrees: float) -> torch.Tensor:
+    """N x C x H x W rotated about the centre (edge pixels repeated into the corners)."""
     a = math.radians(degrees)
     theta = torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0]]).expand(len(x), 2, 3)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
@@ -85,7 +86,7 @@ def view_images(x: torch.Tensor, views: CopyViews) -> Iterator[torch.Tensor]:
         for box in views.boxes():
             yield _crop(src, *box)
         for d in views.rotations:
-            yield _rotate(src, d)
+            yield rotate(src, d)
 
 
 class CopyDetector:

@@ -48,7 +48,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from privgan.defences.copy_detector import CopyDetector, CopyViews
+from privgan.defences.copy_detector import CopyDetector, CopyViews, rotate
 from privgan.faces.embedders import IdentityEmbedder, embed_batched
 from privgan.metrics.intervals import wilson_interval
 
@@ -76,13 +76,6 @@ def _blur(x: torch.Tensor, s: float) -> torch.Tensor:
     return F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False).clamp(0, 1)
 
 
-def _rotate(x: torch.Tensor, degrees: float) -> torch.Tensor:
-    a = math.radians(degrees)
-    theta = torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0]]).expand(len(x), 2, 3)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-
-
 #: Deterministic views of a face (N x 3 x H x W in [0, 1] -> same shape), by name.
 VIEWS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "original": lambda x: x,
@@ -98,8 +91,8 @@ VIEWS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     # 85 % (90 %) crops shifted by 6 % (5 %) of the side up-left, up-right, down-left, down-right
     **{f"crop{round(100 * f)}_{n}": partial(_crop, frac=f, dy=sy * d, dx=sx * d)
        for f, d in ((0.85, 0.06), (0.9, 0.05)) for n, sy, sx in (("ul", -1, -1), ("ur", -1, 1), ("dl", 1, -1), ("dr", 1, 1))},
-    "rot+8": lambda x: _rotate(x, 8.0),
-    "rot-8": lambda x: _rotate(x, -8.0),
+    "rot+8": lambda x: rotate(x, 8.0),
+    "rot-8": lambda x: rotate(x, -8.0),
 }
 #: Views of every training photo in the gallery (``mirrored=False`` drops the mirrored ones).
 GALLERY_VIEWS: tuple[str, ...] = ("original", "flip", "crop90", "crop85", "crop85_ul", "crop85_ur", "crop85_dl", "crop85_dr")

@@ -36,13 +36,16 @@ def _strip(key: str) -> str:
     return key
 
 
-def load_weights(model: nn.Module, path: str | os.PathLike, *, exclude: Sequence[str] = ()) -> list[str]:
+def load_weights(model: nn.Module, path: str | os.PathLike, *, exclude: Sequence[str] = (), key_prefix: str = "") -> list[str]:
     """Copy a checkpoint's weights into ``model``; keys starting with an ``exclude`` prefix are left as they are.
+
+    ``key_prefix``: only the checkpoint's keys under it are used, without it (e.g. ``net.`` to load a
+    LightningModule's ``net`` into a bare network built like it).
 
     Every other key must be in both with the same shape: otherwise a ``WarmStartError`` lists the
     missing, unexpected and mismatched keys (and suggests ``exclude``). Returns the keys loaded.
     """
-    src = {_strip(k): v for k, v in checkpoint_state(path).items()}
+    src = {_strip(k)[len(key_prefix):]: v for k, v in checkpoint_state(path).items() if _strip(k).startswith(key_prefix)}
     dst = {_strip(k): (k, v) for k, v in model.state_dict().items()}
     skip = lambda k: any(k.startswith(e) for e in exclude)  # noqa: E731
     missing = sorted(k for k in dst if k not in src and not skip(k))

@@ -143,3 +143,36 @@ def test_person_level_dp_fine_tune_spends_epsilon_per_person(runs, face_tree):
     assert photo._dp.largest_identity == 3  # 3 training photos per person
     assert float(t2.callback_metrics["dp/epsilon_identity"]) == pytest.approx(group_privacy(e, d, 3)[0])
     assert float(t2.callback_metrics["dp/delta_identity"]) == pytest.approx(group_privacy(e, d, 3)[1])
+
+
+def test_privgan_data_split_writes_a_stacked_recipes_split_without_training(face_tree, tmp_path, capsys):
+    import yaml
+
+    from privgan.cli import main as cli_main
+
+    base = tmp_path / "base.yaml"
+    base.write_text(yaml.safe_dump({"data": {"class_path": "privgan.data.FaceIdentityDataModule", "init_args": {
+        "root": str(face_tree), "n_identities": 5, "min_images": 6, "max_images": None, "aux_identities": 2,
+        "image_size": 16, "align": "none"}}}))
+    over = tmp_path / "over.yaml"
+    over.write_text(yaml.safe_dump({"data": {"init_args": {"n_identities": 3}}}))
+    out = tmp_path / "study" / "manifest.json"
+    assert cli_main(["data", "split", "--config", str(base), "--config", str(over), "--set", "seed=4", "--out", str(out)]) == 0
+    m = json.loads(out.read_text())
+    assert len(m["identities"]) == 3 and len(m["auxiliary"]) == 2 and m["seed"] == 4  # the later recipe and --set win
+    assert "identities 3" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no data: class_path"):
+        cli_main(["data", "split", "--config", str(over), "--out", str(out)])
+
+
+def test_shadow_models_start_from_the_public_weights_too(runs, face_tree):
+    """LiRA's shadow models must be trained as the target was: from the public start, not from scratch."""
+    base, study_manifest = runs
+    ckpt = base / "public" / "checkpoints" / "last.ckpt"
+    model = SplitClassifier(width=8)
+    t = trainer(base / "shadow", 1, [InitFrom(str(ckpt), init_exclude=["net.backbone.head"])])
+    t.fit(model, datamodule=datamodule(face_tree, manifest=str(study_manifest)))
+    fresh = model.make_network()
+    public = torch.load(ckpt, weights_only=False)["state_dict"]
+    assert torch.equal(fresh.backbone.stem[0].weight, public["net.backbone.stem.0.weight"])
+    assert fresh.backbone.head[2].weight.shape[0] == 3  # the head: initialised anew, sized for the study
