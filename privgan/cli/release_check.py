@@ -197,6 +197,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
                    "(default: privgan.defences.release_filter.GALLERY_VIEWS; fewer views: faster, lower recall on edited copies)")
     p.add_argument("--no-copy-detector", action="store_true",
                    help="block on the face recogniser alone, without the near-copy detector (privgan.defences.copy_detector)")
+    p.add_argument("--copy-rotated-crop-grid", type=int, default=0, metavar="G",
+                   help="also compare crops of each tilted training photo, on a grid of 1/G of the side (16: about twice "
+                        "the copy detector's time; catches crops of rotated copies); 0: tilts of whole photos only")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="release_check")
     p.add_argument("--gallery", type=int, default=16, help="blocked samples shown in blocked_gallery.png")
@@ -208,6 +211,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
         p.error(f"--block-rate must be in (0, 1), got {a.block_rate}")
     if a.plant_copies < 0 or a.holdout_outsiders < 0:
         p.error("--plant-copies and --holdout-outsiders must be >= 0")
+    if a.copy_rotated_crop_grid < 0:
+        p.error(f"--copy-rotated-crop-grid must be >= 0, got {a.copy_rotated_crop_grid}")
     if a.min_recall is not None and not 0 <= a.min_recall <= 1:
         p.error(f"--min-recall must be in [0, 1], got {a.min_recall}")
     if a.gallery_views:
@@ -275,6 +280,7 @@ def main(argv: list[str]) -> int:
 def _main(argv: list[str]) -> int:
     a = parse(argv)
     from privgan.data.planted import EDIT_FAMILY, planted_copies
+    from privgan.defences.copy_detector import CopyViews
     from privgan.defences.release_filter import CalibrationError, ReleaseFilter, rate_with_ci, within_interval
     from privgan.faces.embedders import build_embedder
     from privgan.faces.preprocess import load_aligned
@@ -321,7 +327,8 @@ def _main(argv: list[str]) -> int:
     try:
         filt = ReleaseFilter.calibrate(embedder, train_x, train_y, names, cal_x, block_rate=a.block_rate,
                                        mirrored=not a.no_mirrored, outsider_labels=cal_names, seed=a.seed,
-                                       gallery_views=a.gallery_views, copy_detection=not a.no_copy_detector)
+                                       gallery_views=a.gallery_views, copy_detection=not a.no_copy_detector,
+                                       copy_views=CopyViews(rotated_crop_grid=a.copy_rotated_crop_grid))
     except CalibrationError as e:
         raise InputError(f"{e} Here: --calibration {str(cal_root)!r} gave {len(cal_x)} outsider faces from "
                          f"{len(cal_files)} files (--n-calibration {n_cal}); --references gave {len(train_x)} training photos "

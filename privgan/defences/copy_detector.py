@@ -31,6 +31,7 @@ class CopyViews:
     min_crop: float = 0.8  # smallest crop, as a share of the side
     grid: int = 32  # crop sizes and offsets step by 1 / grid of the side
     rotations: tuple[float, ...] = (-9.0, -6.0, -3.0, 3.0, 6.0, 9.0)  # degrees, about the centre
+    rotated_crop_grid: int = 0  # > 0: each rotation's crops too, on this coarser grid (0: rotations of the whole photo only)
     mirrored: bool = True
     resolution: int = 16  # side of the grey image that is correlated
 
@@ -40,17 +41,21 @@ class CopyViews:
         if self.grid < 1 or self.resolution < 2:
             raise ValueError(f"copy views: grid must be >= 1 and resolution >= 2, got {self.grid} and {self.resolution}")
 
-    def boxes(self) -> list[tuple[float, float, float]]:
-        """(side, top, left) of every crop as shares of the side, the whole photo first."""
+    def boxes(self, grid: int | None = None) -> list[tuple[float, float, float]]:
+        """(side, top, left) of every crop on ``grid`` (default ``self.grid``) as shares of the side, the whole photo first."""
+        grid = grid or self.grid
         out = [(1.0, 0.0, 0.0)]
-        for c in range(math.ceil(self.min_crop * self.grid - 1e-9), self.grid):
-            out += [(c / self.grid, t / self.grid, l / self.grid) for t in range(self.grid - c + 1)
-                    for l in range(self.grid - c + 1)]
+        for c in range(math.ceil(self.min_crop * grid - 1e-9), grid):
+            out += [(c / grid, t / grid, l / grid) for t in range(grid - c + 1) for l in range(grid - c + 1)]
         return out
+
+    def rotated_boxes(self) -> list[tuple[float, float, float]]:
+        """The crops taken of each rotated photo (the whole of it only, unless ``rotated_crop_grid``)."""
+        return self.boxes(self.rotated_crop_grid) if self.rotated_crop_grid else [(1.0, 0.0, 0.0)]
 
     def count(self) -> int:
         """Views per photo."""
-        return (len(self.boxes()) + len(self.rotations)) * (2 if self.mirrored else 1)
+        return (len(self.boxes()) + len(self.rotations) * len(self.rotated_boxes())) * (2 if self.mirrored else 1)
 
 
 def copy_features(x: torch.Tensor, resolution: int) -> torch.Tensor:
@@ -86,7 +91,9 @@ def view_images(x: torch.Tensor, views: CopyViews) -> Iterator[torch.Tensor]:
         for box in views.boxes():
             yield _crop(src, *box)
         for d in views.rotations:
-            yield rotate(src, d)
+            turned = rotate(src, d)
+            for box in views.rotated_boxes():
+                yield _crop(turned, *box)
 
 
 class CopyDetector:

@@ -68,3 +68,14 @@ def test_edited_copies_stand_out_from_other_faces_on_lfw_and_unlike_lfw(lfw_dir,
             assert scores.shape == (len(inn), 6) and torch.equal(scores.amax(1), per_photo.amax(1))
             best = det.best_photo(per_photo, scores.argmax(1))
             assert torch.equal(y[best], scores.argmax(1))
+
+
+def test_rotated_crops_are_views_when_asked_for():
+    v = CopyViews(rotations=(-5.0, 5.0), rotated_crop_grid=8, mirrored=False)
+    assert v.rotated_boxes() == v.boxes(8) and len(v.boxes(8)) == 1 + sum((9 - c) ** 2 for c in range(7, 8))
+    assert v.count() == 140 + 2 * len(v.boxes(8))
+    x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    from privgan.defences.copy_detector import rotate, view_images
+
+    got = list(view_images(x, v))
+    assert len(got) == v.count() and torch.allclose(got[140], rotate(x, -5.0))  # first: the whole tilted photo
