@@ -13,7 +13,7 @@ from privgan.attacks.result import Result, Signal
 
 #: The signal each attack shows by default on curves and frontiers, as ``<result name>/<signal>``.
 DEFAULT_KEYS = (
-    "inversion/reid_top1", "inversion/reid_rate", "inversion/psnr_db", "membership/auc", "membership/tpr_at_fpr_0.01",
+    "inversion/reid_top1", "inversion/reid_rate", "inversion/linkage_top1", "inversion/psnr_db", "membership/auc", "membership/tpr_at_fpr_0.01",
     "identity_match/auc", "identity_match/tpr_at_fpr_0.1", "gan_membership/auc",
 )
 

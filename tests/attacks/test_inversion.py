@@ -339,6 +339,23 @@ def test_registered_inversion_inverts_an_invertible_client_and_not_a_blind_one(s
     assert leaky.signals["psnr_db"].value > blind.signals["psnr_db"].value + 10
     assert leaky.signals["reid_top1"].value >= 0.75 and leaky.verdict == "leak" and "reid_top1" in leaky.leaking
     assert blind.verdict == "no leak found", blind.leaking
+    # linkage without pixels: the invertible client's features name the person, the constant one's do not
+    assert leaky.signals["linkage_top1"].value >= 0.9 and "linkage_top1" in leaky.leaking
+    assert blind.signals["linkage_top1"].chance == pytest.approx(1 / 4) and "linkage_top1" not in blind.leaking
+
+
+def test_linkage_picks_the_candidate_whose_photos_are_closest() -> None:
+    from privgan.attacks.linkage import link_features
+
+    g = torch.Generator().manual_seed(0)
+    people = torch.randn(5, 64, generator=g)
+    cand_labels = torch.arange(5).repeat_interleave(3)
+    cands = people[cand_labels] + 0.3 * torch.randn(15, 64, generator=g)
+    labels = torch.tensor([4, 0, 2, 2, 1])
+    observed = people[labels] + 0.3 * torch.randn(5, 64, generator=g)
+    assert torch.equal(link_features(observed, cands, cand_labels + 10), labels + 10)  # labels as given, not positions
+    with pytest.raises(ValueError, match="at least one candidate"):
+        link_features(observed, cands[:0], cand_labels[:0])
 
 
 def test_decoder_stops_when_held_out_loss_levels_off_and_flags_when_cut_short(decoder_data) -> None:
