@@ -1,5 +1,6 @@
 """Lightning callbacks that attack a model while it trains and draw the privacy–utility curve."""
 
+from privgan.callbacks.audit import PrivacyAudit
 from privgan.callbacks.base import AttackCallback
 from privgan.callbacks.curve import PrivacyUtilityCurve
 from privgan.callbacks.dp import DPSGDCallback
@@ -19,5 +20,6 @@ __all__ = [
     "InversionAttack",
     "MemberManifestArtifact",
     "MembershipAttack",
+    "PrivacyAudit",
     "PrivacyUtilityCurve",
 ]
