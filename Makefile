@@ -8,7 +8,7 @@ STAMP := $(VENV)/.privgan-installed
 export WANDB_MODE ?= offline
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install browser demo test test-all bench-lfw bench-split bench-gan bench-release clean
+.PHONY: install browser demo test test-all bench-lfw bench-split bench-gan bench-release bench-resume clean
 
 install: $(STAMP)
 
@@ -56,6 +56,12 @@ bench-gan: $(STAMP)
 	$(PY) benchmarks/gan_leakage.py planted
 	$(PY) benchmarks/gan_leakage.py train --minutes 95
 	$(PY) benchmarks/gan_leakage.py table
+
+# An interrupted `make demo` resumes to the same frontier: the demo's sweep to the end, then again with
+# Ctrl-C (SIGINT to its process group) at 45 % of that time and rerun; compares curves and sweep.csv
+# (~2.5 x the demo's time; writes benchmarks/results/demo_resume.json).
+bench-resume: $(STAMP)
+	$(PY) benchmarks/demo_resume.py
 
 # Release filter: recall per edit of planted copies and held-out false blocks, on LFW and LFW made unlike LFW (~25 min on 2 cores).
 bench-release: $(STAMP)

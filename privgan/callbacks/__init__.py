@@ -10,6 +10,7 @@ from privgan.callbacks.init_from import InitFrom
 from privgan.callbacks.inversion import InversionAttack
 from privgan.callbacks.manifest import MemberManifestArtifact
 from privgan.callbacks.membership import MembershipAttack
+from privgan.callbacks.rng import RandomState
 
 __all__ = [
     "AttackCallback",
@@ -22,4 +23,5 @@ __all__ = [
     "MembershipAttack",
     "PrivacyAudit",
     "PrivacyUtilityCurve",
+    "RandomState",
 ]

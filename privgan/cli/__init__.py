@@ -43,7 +43,8 @@ class PrivganCLI(LightningCLI):
 
     Checkpoints go to ``<run folder>/checkpoints/`` whenever a ModelCheckpoint leaves ``dirpath``
     null (so ``--ckpt_path=last`` finds ``last.ckpt`` whatever the logger), and are written
-    atomically (:class:`privgan.reporting.local_files.AtomicCheckpointIO`). ``fit`` locks the run
+    atomically (:class:`privgan.reporting.local_files.AtomicCheckpointIO`), with the random state
+    (:class:`privgan.callbacks.RandomState`, added to every fit). ``fit`` locks the run
     folder for its duration and refuses to start over a folder whose curve has points unless it
     resumes them (``--ckpt_path``) or is told ``--overwrite``.
     """
@@ -61,6 +62,7 @@ class PrivganCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any):
         trainer = super().instantiate_trainer(**kwargs)
         stable_checkpoints(trainer)
+        keep_random_state(trainer)
         return trainer
 
     def before_fit(self) -> None:
@@ -135,6 +137,18 @@ def stable_checkpoints(trainer: Any) -> None:
             cb.dirpath = os.path.realpath(folder)
     if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
         trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+
+
+def keep_random_state(trainer: Any) -> None:
+    """A :class:`~privgan.callbacks.RandomState` first among the callbacks (unless the recipe has one).
+
+    Checkpoints then carry the random state, and a fit resumed from one (``--ckpt_path=last``,
+    ``privgan sweep --skip-done``) shuffles and draws noise as the uninterrupted fit would have.
+    """
+    from privgan.callbacks.rng import RandomState
+
+    if not any(isinstance(cb, RandomState) for cb in trainer.callbacks):
+        trainer.callbacks.insert(0, RandomState())
 
 
 def config_files(args: list[str]) -> list[str]:

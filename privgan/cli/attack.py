@@ -3,12 +3,13 @@
 The recipe the model was trained with (--config, repeatable) gives the module class, the data
 and the attack callback's settings, so the numbers are those the training run would log at that
 checkpoint (membership's shadow models come from the checkpoint when the run kept them, else
-they train checkpoint epoch + 1 epochs). --references (a
-folder with members/, heldout/, nonmembers/, auxiliary/) replaces the recipe's data or stands in
-for it. The files are the callback's (NAME/epoch_NNN.json, rows, scores, ROC, gallery) and a
-curve point at the checkpoint's step goes into OUT/attack_curve.json, with ε and δ from the
-checkpoint's Opacus accountant. TorchScript / torch.export (.pt2) generator files are
-attacked as step 0 by the GAN attacks.
+they train checkpoint epoch + 1 epochs). --references (a folder with members/, heldout/,
+nonmembers/, auxiliary/) replaces the recipe's data or stands in for it; --align, --min-face-prob
+and --max-dropped set how that folder's photos are read (privgan.data.ReferenceFolder's align,
+min_face_prob and max_dropped, as in a callback's references). The files are the callback's
+(NAME/epoch_NNN.json, rows, scores, ROC, gallery) and a curve point at the checkpoint's step goes
+into OUT/attack_curve.json, with ε and δ from the checkpoint's Opacus accountant. TorchScript /
+torch.export (.pt2) generator files are attacked as step 0 by the GAN attacks.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import textwrap
 import warnings
 from pathlib import Path
@@ -25,6 +27,7 @@ import torch
 
 from privgan.attacks.registry import available_attacks, get_attack, make_config, run_attack
 from privgan.attacks.result import Result
+from privgan.faces.preprocess import ALIGN_METHODS, MIN_FACE_PROB
 
 
 def _die(msg: str) -> NoReturn:
@@ -44,6 +47,17 @@ def attacks_help() -> str:
     return "\n".join(lines)
 
 
+def share(text: str) -> float:
+    """A ``--max-dropped`` / ``--min-face-prob`` value: a number in [0, 1] (argparse names the option when it is not)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of ``privgan attack``."""
     p = argparse.ArgumentParser(prog="privgan attack", description=__doc__, epilog=attacks_help(),
@@ -52,6 +66,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="Lightning .ckpt of a privgan module, or a TorchScript / .pt2 generator")
     p.add_argument("--config", "-c", action="append", default=[], help="the recipe the model was trained with (repeatable)")
     p.add_argument("--references", default=None, help="a references folder to attack with instead of the recipe's data")
+    p.add_argument("--align", choices=ALIGN_METHODS, default=None,
+                   help="how the references folder's photos become faces: auto (MTCNN alignment, and photos that are already "
+                        "face crops taken whole; the default), mtcnn (MTCNN alignment only), none (every file is a face crop)")
+    p.add_argument("--min-face-prob", type=share, default=None, metavar="P",
+                   help=f"MTCNN's probability threshold for a references photo to count as a face (default {MIN_FACE_PROB})")
+    p.add_argument("--max-dropped", type=share, default=None, metavar="SHARE",
+                   help="the largest share of a references part's photos that may be dropped (no face, unreadable) before the "
+                        "attack is refused (default 0.5; 1.0 attacks whatever is left)")
     p.add_argument("--out", default=None, help="folder for the files and attack_curve.json (default: the checkpoint's run "
                    "folder: the nearest one above it with a curve.json, else the one above checkpoints/, else the current one)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="attack config override, YAML value (repeatable)")
@@ -224,20 +246,47 @@ def attack_config(attack: str, cb: Any, epoch: int, sets: list[str], seed: int |
         _die(f"--set: {e}")
 
 
+def folder_options(a: argparse.Namespace) -> dict[str, Any]:
+    """The ReferenceFolder settings given on the command line (--align, --min-face-prob, --max-dropped)."""
+    given = {"align": a.align, "min_face_prob": a.min_face_prob, "max_dropped": a.max_dropped}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def reference_folder(source: Any, size: int | None, options: dict[str, Any]) -> Any:
+    """``source`` (a folder path, or the recipe callback's ReferenceFolder) as a ReferenceFolder with ``options`` applied."""
+    from privgan.data.reference_folder import ReferenceFolder
+
+    if isinstance(source, ReferenceFolder):
+        kept = {"image_size": source.image_size, "align": source.align, "min_face_prob": source.min_face_prob,
+                "max_dropped": source.max_dropped, "classes": source.classes, "cache_dir": source.cache_dir}
+        return ReferenceFolder(source.root, **(kept | options))
+    return ReferenceFolder(source, image_size=size or 64, **options)
+
+
 def attacker_view(a: argparse.Namespace, needs: tuple[str, ...], cb: Any, datamodule: Any, ckpt: dict) -> Any:
     """The attacker's view from --references, the callback's references or the recipe's datamodule (set up for fit)."""
+    from privgan.data.reference_folder import DroppedPhotosError, ReferenceFolder
     from privgan.targets.view import view_from
 
     source = a.references or (cb.references if cb else None) or datamodule
     if source is None:
         _die(f"no data to attack with: {'the recipe ' + ', '.join(a.config) + ' has no data section' if a.config else 'no --config'}"
              " and no --references DIR (a folder with members/, heldout/, nonmembers/, auxiliary/)")
+    options = folder_options(a)
+    folder = isinstance(source, (str, os.PathLike, ReferenceFolder))
+    if options and not folder:
+        _die(f"{', '.join('--' + k.replace('_', '-') for k in options)}: these set how a references folder is read, but this "
+             f"attack reads the recipe's {type(source).__name__}; give --references DIR, or set the recipe's data.init_args instead")
     if source is datamodule:
         datamodule.setup("fit")
     size = (cb.image_size if cb else None) or (ckpt.get("datamodule_hyper_parameters") or {}).get("image_size")
     try:
+        if folder and (options or not isinstance(source, ReferenceFolder)):
+            source = reference_folder(source, size, options)
         view = view_from(source, needs=needs, image_size=size)
         view.require(needs, who=f"the {a.attack} attack")
+    except DroppedPhotosError as e:
+        _die(f"DroppedPhotosError: {e} (here: --align auto|none, --min-face-prob P, --max-dropped 1.0)")
     except (FileNotFoundError, TypeError, ValueError) as e:
         _die(f"{type(e).__name__}: {e}")
     return view

@@ -18,6 +18,7 @@ from privgan.cli.attack import default_out, privacy_from_checkpoint
 from privgan.reporting.html_report import build_report
 from privgan.reporting.points import load_curve
 from tests.cli.test_cli import RECIPE, tiny_recipe
+from tests.lfw_helpers import one_thread
 
 MEMBERS = ["Colin_Powell", "Donald_Rumsfeld", "Gerhard_Schroeder", "Tony_Blair"]
 
@@ -115,11 +116,87 @@ def test_a_recipe_without_data_and_no_references_is_named(trained, tmp_path):
                "--set", "n_targets=3")
 
 
+@pytest.fixture(scope="module")
+def cropped_refs(tmp_path_factory, unlike_lfw_tree) -> Path:
+    """members/ and heldout/ of the 4 training identities (4 + 4 photos each) as tight grayscale crops (PGM and JPEG)."""
+    root = tmp_path_factory.mktemp("cropped_refs")
+    for n in MEMBERS:
+        files = sorted((unlike_lfw_tree / n).iterdir())
+        for part, chosen in (("members", files[:4]), ("heldout", files[4:8])):
+            (root / part / n).mkdir(parents=True)
+            for f in chosen:
+                shutil.copy(f, root / part / n / f.name)
+    return root
+
+
+def scored(out: Path) -> list[int]:
+    """The member flag of every photo the membership attack scored (its scores.csv)."""
+    lines = (out / "membership" / "epoch_001_scores.csv").read_text().splitlines()
+    col = lines[0].split(",").index("member")
+    return [int(line.split(",")[col]) for line in lines[1:]]
+
+
+@pytest.mark.lfw
+def test_align_and_max_dropped_reach_the_references_folder(trained, cropped_refs, tmp_path):
+    common = ["membership", "--checkpoint", str(trained["ckpt"]), "--references", str(cropped_refs),
+              "--set", "shadow_models=0", "--set", "n_boot=20"]
+    with one_thread():
+        assert attack(*common, "--align", "none", "--out", str(tmp_path / "none")) == 0
+        assert sorted(scored(tmp_path / "none")) == [0] * 16 + [1] * 16  # every crop kept: 16 members, 16 held out
+        # MTCNN alone loses most of these crops: refused, naming the part and the options that change it
+        with pytest.warns(UserWarning, match="dropped"), pytest.raises(SystemExit) as err:
+            attack(*common, "--align", "mtcnn", "--out", str(tmp_path / "mtcnn"))
+        msg = str(err.value)
+        assert "DroppedPhotosError" in msg and str(cropped_refs) in msg and "align='mtcnn'" in msg and "max_dropped=0.5" in msg
+        assert "--align auto|none" in msg and "--max-dropped 1.0" in msg
+        assert not (tmp_path / "mtcnn" / "membership").exists()
+        # told to attack anyway: what MTCNN kept, balanced
+        with pytest.warns(UserWarning, match="dropped"):
+            assert attack(*common, "--align", "mtcnn", "--max-dropped", "1.0", "--out", str(tmp_path / "kept")) == 0
+    kept = scored(tmp_path / "kept")
+    assert 0 < len(kept) < 32 and kept.count(0) == kept.count(1)
+
+
+@pytest.mark.lfw
+def test_folder_options_without_a_references_folder_are_refused(trained):
+    with pytest.raises(SystemExit, match=r"--align, --max-dropped: these set how a references folder is read, but this attack reads the recipe's FaceIdentityDataModule; give --references DIR"):
+        attack("membership", "--checkpoint", str(trained["ckpt"]), "--config", str(RECIPE), "--config", str(trained["tiny"]),
+               "--align", "none", "--max-dropped", "1")
+
+
+def test_folder_options_replace_only_what_they_name_in_a_recipes_reference_folder(tmp_path):
+    from privgan.cli.attack import reference_folder
+    from privgan.data import ReferenceFolder
+
+    (tmp_path / "heldout" / "Alice").mkdir(parents=True)
+    recipe = ReferenceFolder(tmp_path, image_size=24, align="mtcnn", classes=["Alice", "Bob"], max_dropped=0.2)
+    got = reference_folder(recipe, 32, {"align": "none"})
+    assert (got.align, got.image_size, got.classes, got.max_dropped, got.root) == ("none", 24, ["Alice", "Bob"], 0.2, tmp_path)
+    plain = reference_folder(str(tmp_path), None, {"max_dropped": 1.0})
+    assert (plain.align, plain.image_size, plain.max_dropped) == ("auto", 64, 1.0)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--align", "dlib"], "argument --align: invalid choice: 'dlib' (choose from"),
+    (["--max-dropped", "1.5"], "argument --max-dropped: must be a number in [0, 1], got '1.5'"),
+    (["--max-dropped", "half"], "argument --max-dropped: must be a number in [0, 1], got 'half'"),
+    (["--min-face-prob", "-0.1"], "argument --min-face-prob: must be a number in [0, 1], got '-0.1'"),
+])
+def test_bad_folder_options_are_argparse_errors_naming_the_option(args, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        attack("membership", "--checkpoint", str(tmp_path / "x.ckpt"), "--references", str(tmp_path), *args)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and message in err
+    if "--align" in args:
+        assert all(m in err for m in ("auto", "mtcnn", "none"))
+
+
 def test_help_lists_every_registered_attack_with_its_summary_and_fields(capsys):
     with pytest.raises(SystemExit) as e:
         attack("--help")
     text = capsys.readouterr().out
     assert e.value.code == 0 and "--checkpoint" in text and "--references" in text
+    assert "--align {auto,mtcnn,none}" in text and "--max-dropped SHARE" in text and "--min-face-prob P" in text
     for name in available_attacks():
         assert f"  {name} (" in text and get_attack(name).summary[:40] in text
     assert "pair_far=0.001" in text and "shadow_models=2" in text

@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
+from privgan.callbacks.rng import RNG_KEY
 from privgan.reporting.points import load_curve
 from tests.wandb_records import run_contents
 
@@ -89,11 +91,22 @@ def test_fit_tiny_recipe_then_resume(tmp_path, small_face_tree):
     curve2 = load_curve(run)
     assert [p.epoch for p in curve2] == [0, 1, 2]
     assert [p.to_dict() for p in curve2[:2]] == [p.to_dict() for p in curve]
+    # privgan fit keeps the random state in its checkpoints (privgan.callbacks.RandomState), for the next resume
+    saved = torch.load(tmp_path / "ckpt" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert saved[RNG_KEY]["epoch"] == 2 and saved[RNG_KEY]["at_epoch_end"] and len(saved[RNG_KEY]["loaders"]) == 1
     # the trained split model is evaluated from its checkpoint by `privgan test`
     r = privgan("test", "--config", str(RECIPE), "--config", str(tiny), f"--trainer.default_root_dir={run}",
                 "--trainer.logger=false", f"--ckpt_path={tmp_path / 'ckpt' / 'last.ckpt'}", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "utility/test_acc" in r.stdout
+
+
+def test_every_fit_gets_one_random_state_callback_first():
+    from privgan.callbacks import RandomState
+    from privgan.cli.attack import load_recipe
+
+    _, _, callbacks = load_recipe([str(RECIPE)])
+    assert isinstance(callbacks[0], RandomState) and sum(isinstance(c, RandomState) for c in callbacks) == 1
 
 
 def test_unknown_recipe_key_is_named(tmp_path):
