@@ -63,6 +63,11 @@ def wait_group_gone(pgid: int, timeout: float = 120.0) -> bool:
     return False
 
 
+def default_sigint() -> None:
+    """In the child: SIGINT as a terminal's foreground job has it (a shell's background job, e.g. under nohup, ignores it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run(cmd: list[str], log: Path, *, interrupt_after: float | None = None) -> dict[str, Any]:
     """Run ``cmd`` in its own process group (output to ``log``); with ``interrupt_after``, Ctrl-C it then."""
     env = dict(os.environ)
@@ -71,14 +76,19 @@ def run(cmd: list[str], log: Path, *, interrupt_after: float | None = None) -> d
     print(f"$ {shlex.join(cmd)}  > {log}", flush=True)
     t0 = time.perf_counter()
     with open(log, "w") as f:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=default_sigint)
         sent = None
         try:
             proc.wait(timeout=interrupt_after)
         except subprocess.TimeoutExpired:
             sent = time.perf_counter() - t0
             os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
-            proc.wait()
+            try:
+                proc.wait(timeout=300)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                raise SystemExit(f"demo_resume: {shlex.join(cmd)} did not stop within 300 s of SIGINT (killed); see {log}")
         rc = proc.returncode
         drained = wait_group_gone(proc.pid)
     out = {"seconds": time.perf_counter() - t0, "exit_code": rc, "group_exited_cleanly": drained}
