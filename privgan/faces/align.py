@@ -173,8 +173,11 @@ class FaceAligner:
     def mtcnn(self) -> Any:
         """The facenet-pytorch MTCNN detector, built on first use."""
         if self._mtcnn is None:
+            import torch
+
             mtcnn_cls = _load_mtcnn()
-            self._mtcnn = mtcnn_cls(keep_all=True, select_largest=False, device=self.device)
+            with torch.random.fork_rng(devices=[]):  # its layers' init draws from torch's RNG: a cold face cache
+                self._mtcnn = mtcnn_cls(keep_all=True, select_largest=False, device=self.device)  # must not change training
         return self._mtcnn
 
     def _pick(self, shape: tuple[int, int], boxes: Any, probs: Any, points: Any) -> np.ndarray | None:

@@ -217,7 +217,8 @@ class FacenetEmbedder:
             path = Path(weights_path).expanduser()
             if not path.is_file():
                 raise MissingDataError(f"facenet weights file not found: {str(path)!r}")
-            model = InceptionResnetV1()
+            with torch.random.fork_rng(devices=[]):  # random init, overwritten: leave the caller's RNG alone
+                model = InceptionResnetV1()
             state = torch.load(path, map_location="cpu", weights_only=True)
             state = {k: v for k, v in state.items() if not k.startswith("logits.")}  # classifier head unused
             model.load_state_dict(state)
@@ -225,7 +226,8 @@ class FacenetEmbedder:
             if pretrained not in ("vggface2", "casia-webface"):
                 raise ValueError(f"pretrained must be 'vggface2' or 'casia-webface', got {pretrained!r}")
             try:
-                model = InceptionResnetV1(pretrained=pretrained)
+                with torch.random.fork_rng(devices=[]):
+                    model = InceptionResnetV1(pretrained=pretrained)
             except Exception as e:
                 raise RuntimeError(
                     f"could not get facenet {pretrained!r} weights (facenet-pytorch downloads them into the torch "

@@ -139,3 +139,12 @@ def test_align_files_checks_size_and_handles_nothing(tmp_path: Path) -> None:
         align_files([], aligner=FaceAligner(size=160), size=112, cache_dir=tmp_path)
     out = align_files([], size=64, cache_dir=tmp_path)
     assert out.images.shape == (0, 3, 64, 64) and out.paths == [] and out.n_skipped == 0
+
+
+def test_building_the_detector_leaves_torch_rng_alone() -> None:
+    """A cold face cache builds MTCNN mid-setup: its layer init must not shift the training's random stream."""
+    torch.manual_seed(0)
+    expected = torch.rand(4)
+    torch.manual_seed(0)
+    FaceAligner().mtcnn  # built on first use, as align_files does on the first uncached file
+    np.testing.assert_array_equal(torch.rand(4).numpy(), expected.numpy())
