@@ -8,7 +8,6 @@ what an attack or a filter catches.
 from __future__ import annotations
 
 import io
-import math
 import os
 import random
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from privgan.data.identity_folders import scan_identity_folders
+from privgan.data.image_ops import grey3, resize, rotate
 
 #: The edits :func:`edited_copies` applies to every copy, in order (its defaults; kept for its callers).
 COPY_EDITS = ("jpeg_q70", "crop_90pct", "flip", "brightness_pm10pct")
@@ -34,11 +34,6 @@ def _jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
     buf.seek(0)
     back = np.asarray(Image.open(buf).convert("RGB"), dtype=np.float32) / 255
     return torch.from_numpy(back).permute(2, 0, 1)
-
-
-def _resize(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Antialiased bilinear resize of N x 3 x h0 x w0 images (the project's resizer), clamped to [0, 1]."""
-    return F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
 
 
 def _uniform(n: int, lo: float, hi: float, g: torch.Generator) -> torch.Tensor:
@@ -92,7 +87,7 @@ def _edit_crop(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         ch, cw = max(1, round(h * float(frac[i]))), max(1, round(w * float(frac[i])))
         top = int(torch.randint(0, h - ch + 1, (1,), generator=g))
         left = int(torch.randint(0, w - cw + 1, (1,), generator=g))
-        out.append(_resize(x[i : i + 1, :, top : top + ch, left : left + cw], h, w))
+        out.append(resize(x[i : i + 1, :, top : top + ch, left : left + cw], h, w))
     return torch.cat(out)
 
 
@@ -114,29 +109,25 @@ def _edit_brightness(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 
 @register_edit("contrast", "contrast x U(0.85, 1.15) about the image's mean grey level")
 def _edit_contrast(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    mean = _gray(x)[:, :1].mean(dim=(1, 2, 3), keepdim=True)
+    mean = grey3(x)[:, :1].mean(dim=(1, 2, 3), keepdim=True)
     return mean + (x - mean) * _uniform(len(x), 0.85, 1.15, g).view(-1, 1, 1, 1)
 
 
 @register_edit("rotation", "rotation by U(-10, 10) degrees about the centre (edge pixels repeated into the corners)")
 def _edit_rotation(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    a = _uniform(len(x), -10.0, 10.0, g) * math.pi / 180
-    cos, sin, zero = a.cos(), a.sin(), torch.zeros(len(x))
-    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return rotate(x, _uniform(len(x), -10.0, 10.0, g))
 
 
 @register_edit("grayscale", "grey levels (ITU-R 601 luma) in all three channels")
 def _edit_grayscale(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    return _gray(x)
+    return grey3(x)
 
 
 @register_edit("resize", "downscaled to 60-90 % of the side and scaled back up")
-def _edit_resize(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+def _editresize(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     n, _, h, w = x.shape
     s = _uniform(n, 0.60, 0.90, g)
-    return torch.cat([_resize(_resize(x[i : i + 1], max(1, round(h * float(s[i]))), max(1, round(w * float(s[i])))), h, w)
+    return torch.cat([resize(resize(x[i : i + 1], max(1, round(h * float(s[i]))), max(1, round(w * float(s[i])))), h, w)
                       for i in range(n)])
 
 
@@ -234,7 +225,7 @@ def unlike_lfw(images: torch.Tensor, kind: str | tuple[str, ...] | list[str], *,
         return F.interpolate(x[..., ch: h - ch, cw: w - cw], size=(h, w), mode="bilinear",
                              align_corners=False).clamp(0, 1)
     if kind == "grayscale":
-        return _gray(x)
+        return grey3(x)
     g = generator or torch.Generator().manual_seed(0)
     lo = 0.3 + 0.1 * torch.rand(n, generator=g)
     hi = 1.5 + 0.2 * torch.rand(n, generator=g)
@@ -246,11 +237,6 @@ def unlike_lfw(images: torch.Tensor, kind: str | tuple[str, ...] | list[str], *,
     y = x.pow(gamma.view(n, 1, 1, 1)) * ramp.view(n, 1, 1, w)
     return y.clamp(0, 1)
 
-
-def _gray(x: torch.Tensor) -> torch.Tensor:
-    """N x 3 x H x W -> luma repeated in three channels."""
-    lum = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
-    return lum.expand(-1, 3, -1, -1).contiguous()
 
 
 def outsider_identities(root: str | os.PathLike, exclude: set[str], *, count: int | None = None, min_images: int = 1,

@@ -23,6 +23,8 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
+from privgan.data.image_ops import crop_back, luma, rotate
+
 
 @dataclass(frozen=True)
 class CopyViews:
@@ -60,27 +62,16 @@ class CopyViews:
 
 def copy_features(x: torch.Tensor, resolution: int) -> torch.Tensor:
     """N x 3 x H x W in [0, 1] -> N x resolution² grey images, centred, unit length (dot product = correlation)."""
-    lum = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
-    g = F.interpolate(lum.float(), size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
+    g = F.interpolate(luma(x).float(), size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
     g = g.flatten(1)
     return F.normalize(g - g.mean(1, keepdim=True), dim=1)
 
 
 def _crop(x: torch.Tensor, side: float, top: float, left: float) -> torch.Tensor:
+    """The crop of ``side`` of each side at (top, left) shares of the frame, resized back."""
     h, w = x.shape[-2:]
     ch, cw = max(1, round(side * h)), max(1, round(side * w))
-    t, l = min(round(top * h), h - ch), min(round(left * w), w - cw)
-    if (ch, cw) == (h, w):
-        return x
-    return F.interpolate(x[..., t : t + ch, l : l + cw], size=(h, w), mode="bilinear", antialias=True, align_corners=False)
-
-
-def rotate(x: torch.Tensor, degrees: float) -> torch.Tensor:
-    """N x C x H x W rotated about the centre (edge pixels repeated into the corners)."""
-    a = math.radians(degrees)
-    theta = torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0]]).expand(len(x), 2, 3)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return crop_back(x, min(round(top * h), h - ch), min(round(left * w), w - cw), ch, cw)
 
 
 def view_images(x: torch.Tensor, views: CopyViews) -> Iterator[torch.Tensor]:

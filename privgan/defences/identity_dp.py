@@ -188,25 +188,34 @@ def make_identity_private(model: nn.Module, optimizer: torch.optim.Optimizer, da
     an epoch is ``steps_per_epoch`` steps (default 1 / q). Each batch is ``(dataset batch, identity ids)``:
     pass the ids to ``optimizer.set_identities`` before ``step``.
     """
-    from opacus import GradSampleModule
-    from opacus.accountants import create_accountant
-
     ids = identity_index(identities, len(dataset))  # type: ignore[arg-type]
     n_id = int(ids.max()) + 1
     if not 0 < expected_identities <= n_id:
         raise ValueError(f"expected_identities must be in (0, {n_id}] (the number of people), got {expected_identities}")
-    q = expected_identities / n_id
-    steps = steps_per_epoch or max(1, round(1 / q))
+    state = _identity_private(model, optimizer, ids, expected_identities, noise_multiplier=noise_multiplier,
+                              max_grad_norm=max_grad_norm, delta=delta, accountant=accountant, generator=generator)
+    steps = steps_per_epoch or max(1, round(1 / state.sample_rate))
+    loader = DataLoader(IdentityTagged(dataset, ids),
+                        batch_sampler=IdentityPoissonSampler(ids, state.sample_rate, steps, generator=generator),
+                        num_workers=num_workers, collate_fn=partial(collate_tagged, dataset))
+    return state, loader
+
+
+def _identity_private(model: nn.Module, optimizer: torch.optim.Optimizer, ids: torch.Tensor, per_step: float, *,
+                      noise_multiplier: float, max_grad_norm: float, delta: float, accountant: str,
+                      generator: torch.Generator | None) -> IdentityDPState:
+    """The parts both entry points share: per-photo gradients, the person-clipping optimizer, the accountant at q = per_step / people."""
+    from opacus import GradSampleModule
+    from opacus.accountants import create_accountant
+
+    n_id = int(ids.max()) + 1
+    q = per_step / n_id
     gsm = model if isinstance(model, GradSampleModule) else GradSampleModule(model, loss_reduction="mean")
-    opt = IdentityDPOptimizer(optimizer, noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm,
-                              expected_batch_size=max(1, round(expected_identities)), loss_reduction="mean",
-                              generator=generator)
+    opt = IdentityDPOptimizer(optimizer, noise_multiplier=float(noise_multiplier), max_grad_norm=max_grad_norm,
+                              expected_batch_size=max(1, round(per_step)), loss_reduction="mean", generator=generator)
     acc = create_accountant(accountant)
     opt.attach_step_hook(acc.get_optimizer_hook_fn(sample_rate=q))
-    loader = DataLoader(IdentityTagged(dataset, ids), batch_sampler=IdentityPoissonSampler(ids, q, steps, generator=generator),
-                        num_workers=num_workers, collate_fn=partial(collate_tagged, dataset))
-    largest = int(torch.bincount(ids).max())
-    return IdentityDPState(gsm, opt, acc, q, n_id, largest, delta), loader
+    return IdentityDPState(gsm, opt, acc, q, n_id, int(torch.bincount(ids).max()), delta)
 
 
 class IdentityTagged(Dataset):
@@ -243,8 +252,6 @@ def identity_private_in_loop(model: nn.Module, optimizer: torch.optim.Optimizer,
     ``identities_per_step`` default: the same expected photos per step as ``plain``'s batch size.
     With ``target_epsilon``, σ is the one that reaches it per person at ``epochs``.
     """
-    from opacus import GradSampleModule
-    from opacus.accountants import create_accountant
     from opacus.accountants.utils import get_noise_multiplier
     from opacus.data_loader import dtype_safe, shape_safe, wrap_collate_with_empty
 
@@ -254,17 +261,14 @@ def identity_private_in_loop(model: nn.Module, optimizer: torch.optim.Optimizer,
     per_step = identities_per_step or (plain.batch_size or 1) * n_id / len(ids)
     if not 0 < per_step <= n_id:
         raise ValueError(f"dp.identities_per_step must be in (0, {n_id}] (the number of people), got {per_step}")
-    q = per_step / n_id
     if target_epsilon is not None:
         if not epochs:
             raise ValueError("dp.target_epsilon needs a finite trainer.max_epochs to plan the noise for")
-        noise_multiplier = get_noise_multiplier(target_epsilon=target_epsilon, target_delta=delta, sample_rate=q,
-                                                epochs=epochs, accountant=accountant)
-    gsm = model if isinstance(model, GradSampleModule) else GradSampleModule(model, loss_reduction="mean")
-    opt = IdentityDPOptimizer(optimizer, noise_multiplier=float(noise_multiplier), max_grad_norm=max_grad_norm,
-                              expected_batch_size=max(1, round(per_step)), loss_reduction="mean", generator=None)
-    acc = create_accountant(accountant)
-    opt.attach_step_hook(acc.get_optimizer_hook_fn(sample_rate=q))
+        noise_multiplier = get_noise_multiplier(target_epsilon=target_epsilon, target_delta=delta,
+                                                sample_rate=per_step / n_id, epochs=epochs, accountant=accountant)
+    state = _identity_private(model, optimizer, ids, per_step, noise_multiplier=float(noise_multiplier),
+                              max_grad_norm=max_grad_norm, delta=delta, accountant=accountant, generator=None)
+    opt, q = state.optimizer, state.sample_rate
     first = dataset[0]
     first = first if isinstance(first, (tuple, list)) else (first,)
     sampler = IdentityPoissonSampler(ids, q, max(1, round(1 / q)), generator=generator, on_epoch=opt.pending.clear,
@@ -273,4 +277,4 @@ def identity_private_in_loop(model: nn.Module, optimizer: torch.optim.Optimizer,
                         collate_fn=wrap_collate_with_empty(collate_fn=plain.collate_fn or default_collate,
                                                            sample_empty_shapes=[(0, *shape_safe(x)) for x in first],
                                                            dtypes=[dtype_safe(x) for x in first]))
-    return IdentityDPState(gsm, opt, acc, q, n_id, int(torch.bincount(ids).max()), delta), loader
+    return state, loader

@@ -48,25 +48,20 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from privgan.defences.copy_detector import CopyDetector, CopyViews, rotate
+from privgan.data.image_ops import crop_back, grey3, rotate
+from privgan.defences.copy_detector import CopyDetector, CopyViews
 from privgan.faces.embedders import IdentityEmbedder, embed_batched
 from privgan.metrics.intervals import wilson_interval
 
 
 # -- views of a face ---------------------------------------------------------------------------------
-def _gray(x: torch.Tensor) -> torch.Tensor:
-    lum = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
-    return lum.expand(-1, 3, -1, -1).contiguous()
-
-
 def _crop(x: torch.Tensor, frac: float, dy: float = 0.0, dx: float = 0.0) -> torch.Tensor:
     """Crop of ``frac`` of the side, centred then shifted by (dy, dx) x side, resized back."""
     h, w = x.shape[-2:]
     ch, cw = max(1, round(h * frac)), max(1, round(w * frac))
     top = min(max(0, round((h - ch) / 2 + dy * h)), h - ch)
     left = min(max(0, round((w - cw) / 2 + dx * w)), w - cw)
-    return F.interpolate(x[..., top : top + ch, left : left + cw], size=(h, w), mode="bilinear", antialias=True,
-                         align_corners=False).clamp(0, 1)
+    return crop_back(x, top, left, ch, cw).clamp(0, 1)
 
 
 def _blur(x: torch.Tensor, s: float) -> torch.Tensor:
@@ -80,8 +75,8 @@ def _blur(x: torch.Tensor, s: float) -> torch.Tensor:
 VIEWS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "original": lambda x: x,
     "flip": lambda x: x.flip(-1),
-    "gray": _gray,
-    "gray_flip": lambda x: _gray(x).flip(-1),
+    "gray": grey3,
+    "gray_flip": lambda x: grey3(x).flip(-1),
     "crop90": lambda x: _crop(x, 0.9),
     "crop90_flip": lambda x: _crop(x, 0.9).flip(-1),
     "crop85": lambda x: _crop(x, 0.85),
