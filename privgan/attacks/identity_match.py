@@ -265,6 +265,15 @@ def share_matching(sample_emb: torch.Tensor, ref_emb: torch.Tensor, threshold: f
     return float((best >= threshold).float().mean())
 
 
+def share_matching_other_people(emb: torch.Tensor, labels: torch.Tensor, threshold: float) -> float:
+    """Share of real photos whose closest photo of *another* person is above the threshold: ``verify_share``'s reference level."""
+    if len(emb) < 2:
+        return float("nan")
+    sim = emb.float() @ emb.float().T
+    sim[labels.view(-1, 1) == labels.view(1, -1)] = -math.inf
+    return float((sim.max(1).values >= threshold).float().mean())
+
+
 @dataclass(frozen=True)
 class IdentityMatchConfig:
     """Settings of the identity-membership attack on generated faces.
@@ -358,6 +367,9 @@ def run_identity_match(target: Any, view: Any, config: IdentityMatchConfig) -> R
         values["count_above_threshold"] = results["count_above"].threshold
     values["samples_matching_members"] = share_matching(emb, m_emb, threshold)
     values["samples_matching_nonmembers"] = share_matching(emb, n_emb, threshold)
+    pool, pool_labels = torch.cat([m_emb, n_emb]), torch.cat([held.labels, non.labels + int(held.labels.max()) + 1])
+    values["verify_share"] = share_matching(emb, pool, threshold)  # samples that verify as *some* real person
+    values["verify_share_real"] = share_matching_other_people(pool, pool_labels, threshold)  # the same for real faces
     if config.fd:
         real = view.embeddings("unseen", embedder)
         values |= {"fd_face": frechet_distance(emb, real), "fd_face_n_real": float(len(real))}

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from privgan.attacks.identity_match import (
+    share_matching_other_people,
     IdentityMatchScores,
     calibrate_threshold,
     identity_match,
@@ -204,3 +205,15 @@ def test_registered_attack_on_a_generator_of_other_people_finds_no_leak(lfw, pla
     # 12 non-member identities cannot show a TPR at 10% FPR (fewer than 5 false positives): AUC decides alone
     assert r.signals["tpr_at_fpr_0.1"].chance is None
     assert r.verdict == "no leak found", r.leaking
+
+
+def test_verify_share_reference_counts_only_other_people():
+    """A real photo's own person never counts: two tight clusters verify only against themselves, so the share is 0."""
+    g = torch.Generator().manual_seed(0)
+    centres = F.normalize(torch.randn(2, 16, generator=g), dim=1)
+    emb = F.normalize(centres.repeat_interleave(5, 0) + 0.01 * torch.randn(10, 16, generator=g), dim=1)
+    labels = torch.arange(2).repeat_interleave(5)
+    cross = float((centres[0] @ centres[1]).abs())
+    assert share_matching_other_people(emb, labels, threshold=cross + 0.2) == 0.0
+    assert share_matching_other_people(emb, labels, threshold=-1.0) == 1.0
+    assert share_matching_other_people(emb[:5], torch.arange(5), threshold=0.9) == 1.0  # one person split in five

@@ -102,7 +102,7 @@ def test_callbacks_attack_a_training_gan_and_write_their_files(trained):
         assert key in ident.signals, key
     assert ident.signals["auc"].ci is not None and ident.signals["auc"].chance == 0.5
     for key in ("n_identities", "n_members", "members_p_median", "members_p_min", "smallest_possible_p", "verify_threshold",
-                "samples_matching_members", "samples_matching_nonmembers", "fd_face"):
+                "samples_matching_members", "samples_matching_nonmembers", "verify_share", "verify_share_real", "fd_face"):
         assert key in ident.values, key
     assert ident.values["n_identities"] == 4 and math.isfinite(ident.values["fd_face"])
     for key in ("logan_auc", "ganleaks_pixel_auc", "ganleaks_embed_auc", "logan_tpr_at_fpr_0.01", "auc"):

@@ -247,6 +247,8 @@ def test_identity_match_on_a_foreign_gan_with_a_reference_folder(small_face_tree
     assert r.signals["auc"].value == 1.0, r.signals["auc"]  # replayed members outrank everyone
     assert r.verdict == "leak" and "auc" in r.leaking
     assert r.values["samples_matching_members"] > r.values["samples_matching_nonmembers"]
+    assert r.values["verify_share"] >= 0.9  # replayed photos verify as real people
+    assert 0.0 <= r.values["verify_share_real"] <= 1.0
     assert {"ganleaks_pixel_auc", "logan_auc"} <= set(mia.last_result.signals)  # LOGAN through discriminator_attr
     assert (tmp_path / "run" / "identity_match" / "epoch_000_gallery.png").exists()
 
