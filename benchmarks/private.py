@@ -12,10 +12,23 @@ benchmarks/split_bench.yaml):
    person, both at ``--target-epsilon`` (δ = 1e-5), each attacked once at the end by LiRA (2 shadow
    models, started from the public weights as the target was).
 
+Face GAN (``--parts gan``; recipes/gan_lfw.yaml, balanced and over-represented designs):
+
+1. both designs' splits are written, and one public GAN trains for ``--public-minutes`` on LFW
+   people outside both (recipes/gan_lfw_public.yaml); it resumes from its last checkpoint;
+2. the public GAN alone is attacked on each study (``privgan attack identity_match``): FD-face and
+   the share of samples that verify as some real person, with no private photo used;
+3. ``--sweep``: the DP fine-tune (only D private, by person, ε ≤ ``--target-epsilon``) over
+   n_critic x people per step on the balanced design, ``--sweep-epochs`` each; the table is kept
+   in the JSON (``gan.sweep``) and the setting with the lowest FD-face whose samples still verify
+   is used next;
+4. per design, the non-private and the DP fine-tune from the public GAN, ``--gan-epochs`` each,
+   attacked once at the end (identity match, 2,000 samples).
+
 Writes ``benchmarks/results/private.json`` (``{"split": {...}, "gan": {...}, "cost": {...}}``, CIs as
 ``<metric>_ci``) and ``private.md``. Runs that finished are not run again (their curve.json says so).
 ``acc_public_only`` is chance: a classifier of the study's people cannot exist without their data.
-The GAN part (``--parts gan``) is not built yet: it says so in the JSON.
+Each run uses one torch thread; ``--jobs 2`` runs two fine-tunes side by side.
 """
 
 from __future__ import annotations
@@ -25,7 +38,9 @@ import json
 import math
 import subprocess
 import sys
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
@@ -33,17 +48,30 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 SPLIT_BASE = ["recipes/split_lfw.yaml", "benchmarks/split_bench.yaml"]
+GAN_BASE = ["recipes/gan_lfw.yaml"]
+DESIGNS = {"balanced": [], "overrepresented": ["recipes/gan_lfw_overrepresented.yaml"]}
+
+
+ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", WANDB_MODE=os.environ.get("WANDB_MODE", "offline"))
 
 
 def run(cmd: list[str], log: Path) -> float:
-    """Run a privgan command (its output to ``log``); seconds taken. Stops the benchmark when it fails."""
+    """Run a privgan command on one torch thread (its output to ``log``); seconds taken. Stops the benchmark when it fails."""
     print(" ".join(cmd), flush=True)
     t = time.perf_counter()
-    with open(log, "w") as f:
-        rc = subprocess.call([sys.executable, "-m", "privgan.cli", *cmd], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as f:
+        rc = subprocess.call([sys.executable, "-m", "privgan.cli", *cmd], cwd=ROOT, env=ENV, stdout=f, stderr=subprocess.STDOUT)
     if rc:
         raise SystemExit(f"failed (exit {rc}): {' '.join(cmd)}; see {log}")
     return time.perf_counter() - t
+
+
+def run_all(jobs: list[tuple[list[str], Path]], parallel: int) -> None:
+    """Run privgan commands ``parallel`` at a time (each on one thread); stops when one fails."""
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        for f in [pool.submit(run, cmd, log) for cmd, log in jobs]:
+            f.result()
 
 
 def finished(run_dir: Path) -> bool:
@@ -135,6 +163,183 @@ def split_part(out: Path, a: argparse.Namespace) -> tuple[dict, dict]:
     return r, {"epoch_s": x, "epoch_s_dp": y, "ratio": y / x}
 
 
+# -- face GAN ---------------------------------------------------------------------------------------
+def gan_callbacks(out: Path, public_ckpt: Path, epochs: int, name: str) -> Path:
+    """A GAN fine-tune's callbacks: InitFrom the public GAN, the identity attack once at the end (2,000 samples), curve, checkpoints."""
+    path = out / f"{name}_callbacks.yaml"
+    path.write_text(yaml.safe_dump({"trainer": {"max_epochs": epochs, "callbacks": [
+        {"class_path": "privgan.callbacks.InitFrom", "init_args": {"checkpoint": str(public_ckpt)}},
+        {"class_path": "privgan.callbacks.IdentityMatchAttack",
+         "init_args": {"every_n_epochs": epochs, "log_gallery": False,
+                       "config": {"n_samples": 2000, "score": "topk_mean", "k": 5, "embedder": "sface", "fd": True,
+                                  "n_gallery": 8}}},
+        {"class_path": "privgan.callbacks.PrivacyUtilityCurve",
+         "init_args": {"utility_key": "utility/fd_face",
+                       "keys": ["identity_match/auc", "identity_match/over_auc", "identity_match/verify_share"]}},
+        {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+         "init_args": {"dirpath": None, "save_last": True, "save_on_train_epoch_end": True}},
+    ]}}))
+    return path
+
+
+def gan_row(points_path: Path) -> dict:
+    """FD-face, verify shares, identity AUCs with CIs and ε of the last point of a curve (run folder or attack_curve.json)."""
+    from privgan.reporting.points import load_curve
+
+    p = load_curve(points_path)[-1]
+    row = {"fd": p.value("identity_match/fd_face"), "verify_share": p.value("identity_match/verify_share"),
+           "verify_share_real": p.value("identity_match/verify_share_real"), "epsilon": p.epsilon,
+           "epsilon_identity": p.epsilon_identity if p.epsilon_identity is not None else math.nan, "epoch": p.epoch}
+    for key in ("auc", "over_auc"):
+        sig = p.signal(f"identity_match/{key}")
+        row[f"identity_{key}"] = sig.value if sig is not None else math.nan
+        row[f"identity_{key}_ci"] = list(sig.ci) if sig is not None and sig.ci is not None else [math.nan, math.nan]
+    return row
+
+
+def dp_args(a: argparse.Namespace, n_critic: int, people: int) -> list[str]:
+    """The DP fine-tune's overrides: D private by person at the target ε, ``people`` per step, ``n_critic`` D steps per G step."""
+    return ["--model.init_args.dp.noise_multiplier=null", f"--model.init_args.dp.target_epsilon={a.target_epsilon}",
+            "--model.init_args.dp.unit=identity", f"--model.init_args.dp.identities_per_step={people}",
+            f"--model.init_args.n_critic={n_critic}"]
+
+
+def gan_finetune(out: Path, design: str, study: Path, public_ckpt: Path, name: str, epochs: int,
+                 extra: list[str]) -> tuple[list[str], Path]:
+    """The command of one fine-tune on a design's study (and its log)."""
+    d = out / f"gan_{design}_{name}"
+    cb = gan_callbacks(out, public_ckpt, epochs, f"gan_{design}_{name}")
+    cmd = ["fit", *configs(*GAN_BASE, *DESIGNS[design], "recipes/gan_lfw_dp_finetune.yaml", cb),
+           f"--data.init_args.manifest={study}", f"--trainer.default_root_dir={d}", *extra]
+    last = d / "checkpoints" / "last.ckpt"
+    if last.is_file():  # interrupted: resume
+        cmd.append(f"--ckpt_path={last}")
+    return cmd, out / f"gan_{design}_{name}.log"
+
+
+def gan_part(out: Path, a: argparse.Namespace) -> tuple[dict, dict]:
+    out.mkdir(parents=True, exist_ok=True)
+    studies = {}
+    for design, extra in DESIGNS.items():
+        studies[design] = out / f"gan_{design}_study" / "manifest.json"
+        if not studies[design].is_file():
+            run(["data", "split", *configs(*GAN_BASE, *extra), "--out", str(studies[design])], out / f"gan_{design}_study.log")
+    public = out / "gan_public"
+    last = public / "checkpoints" / "last.ckpt"
+    if not (public / "done").is_file():
+        h, m = divmod(int(a.public_minutes), 60)
+        run(["fit", *configs(*GAN_BASE, "recipes/gan_lfw_public.yaml"),
+             "--data.init_args.exclude_people_of=[" + ",".join(str(p) for p in studies.values()) + "]",
+             f"--trainer.default_root_dir={public}", "--trainer.max_epochs=100000", f"--trainer.max_time=00:{h:02d}:{m:02d}:00",
+             *([f"--ckpt_path={last}"] if last.is_file() else [])], out / "gan_public.log")
+        (public / "done").write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
+    result: dict = {"public_minutes": a.public_minutes, "target_epsilon": a.target_epsilon, "delta": 1e-5}
+    # the public GAN alone, attacked on each study: what the private photos add is measured against it
+    for design in DESIGNS:
+        dst = out / f"gan_{design}_public_only"
+        if not (dst / "attack_curve.json").is_file():
+            overlay = out / f"gan_{design}_study_data.yaml"
+            overlay.write_text(yaml.safe_dump({"data": {"init_args": {"manifest": str(studies[design])}}}))
+            run(["attack", "identity_match", "--checkpoint", str(last), *configs(*GAN_BASE, *DESIGNS[design], overlay),
+                 "--out", str(dst), "--set", "n_samples=2000", "--set", "fd=true"], out / f"gan_{design}_public_only.log")
+    # the DP settings sweep (balanced design), then the best setting on both designs
+    grid = [(c, p) for c in a.sweep_critic for p in a.sweep_people]
+    if a.sweep:
+        jobs = [gan_finetune(out, "balanced", studies["balanced"], last, f"sweep_c{c}_p{p}", a.sweep_epochs, dp_args(a, c, p))
+                for c, p in grid if not finished(out / f"gan_balanced_sweep_c{c}_p{p}")]
+        run_all(jobs, a.jobs)
+    sweep = []
+    for c, p in grid:
+        d = out / f"gan_balanced_sweep_c{c}_p{p}"
+        if finished(d):
+            sweep.append({"n_critic": c, "identities_per_step": p, "epochs": a.sweep_epochs, **gan_row(d)})
+    result["sweep"] = sweep
+    verifying = [r for r in sweep if r["verify_share"] >= 0.5 * r["verify_share_real"]] or sweep
+    best = min(verifying, key=lambda r: r["fd"]) if verifying else {"n_critic": 2, "identities_per_step": 16}
+    result["dp_setting"] = {"n_critic": best["n_critic"], "identities_per_step": best["identities_per_step"],
+                            "chosen_by": "lowest FD-face among sweep settings whose samples verify at half the real "
+                                         "photos' rate or more" if sweep else "recipe default (no sweep run)"}
+    jobs = []
+    for design in DESIGNS:
+        for name, extra in (("nonprivate", ["--model.init_args.dp=null"]),
+                            ("dp", dp_args(a, best["n_critic"], best["identities_per_step"]))):
+            if not finished(out / f"gan_{design}_{name}"):
+                jobs.append(gan_finetune(out, design, studies[design], last, name, a.gan_epochs, extra))
+    run_all(jobs, a.jobs)
+    for design in DESIGNS:
+        pub, non, dp = (gan_row(out / f"gan_{design}_public_only" / "attack_curve.json"),
+                        gan_row(out / f"gan_{design}_nonprivate"), gan_row(out / f"gan_{design}_dp"))
+        r = {"fd_public_only": pub["fd"], "verify_share_public_only": pub["verify_share"],
+             "fd_nonprivate": non["fd"], "verify_share_nonprivate": non["verify_share"],
+             "fd_dp": dp["fd"], "eps": dp["epsilon"], "eps_identity": dp["epsilon_identity"],
+             "verify_share_dp": dp["verify_share"], "verify_share_real": dp["verify_share_real"],
+             "identity_auc_dp": dp["identity_auc"], "identity_auc_dp_ci": dp["identity_auc_ci"],
+             "identity_auc_nonprivate": non["identity_auc"], "identity_auc_nonprivate_ci": non["identity_auc_ci"],
+             "epochs": a.gan_epochs}
+        if design == "overrepresented":
+            r |= {"over_auc_dp": dp["identity_over_auc"], "over_auc_dp_ci": dp["identity_over_auc_ci"],
+                  "over_auc_nonprivate": non["identity_over_auc"], "over_auc_nonprivate_ci": non["identity_over_auc_ci"]}
+        aucs = [r["identity_auc_dp_ci"]] + ([r["over_auc_dp_ci"]] if design == "overrepresented" else [])
+        r["target_met"] = {"eps_identity_le_10": bool(r["eps_identity"] <= 10),
+                           "fd_within_1.5x": bool(r["fd_dp"] <= 1.5 * r["fd_nonprivate"]),
+                           "verify_share_ge_0.5": bool(r["verify_share_dp"] >= 0.5),
+                           "auc_cis_include_half": all(lo <= 0.5 <= hi for lo, hi in aucs)}
+        result[design] = r
+    x, y = (epoch_seconds(out / "gan_balanced_nonprivate", a.gan_epochs), epoch_seconds(out / "gan_balanced_dp", a.gan_epochs))
+    return result, {"epoch_s": x, "epoch_s_dp": y, "ratio": y / x}
+
+
+def fmt(v: object) -> str:
+    """A number to 3 significant digits, a [lo, hi] interval, or the text itself."""
+    if isinstance(v, (list, tuple)) and len(v) == 2:
+        return f"[{fmt(v[0])}, {fmt(v[1])}]"
+    if isinstance(v, float):
+        return "∞" if math.isinf(v) else ("–" if math.isnan(v) else f"{v:.3g}")
+    return str(v)
+
+
+def markdown(result: dict) -> str:
+    """The tables of docs/results.md: split classifier, face GAN per design, the DP GAN sweep and the cost."""
+    out = []
+    sp = result.get("split")
+    if sp:
+        out += ["| split classifier | held-out acc | ε (photo) | ε (person) | LiRA AUC [95 % CI] |", "|---|---|---|---|---|",
+                f"| public only (chance) | {fmt(sp['acc_public_only'])} | 0 | 0 | – |",
+                f"| non-private fine-tune | {fmt(sp['acc_nonprivate_finetune'])} | ∞ | ∞ | "
+                f"{fmt(sp['lira_auc_nonprivate'])} {fmt(sp['lira_auc_nonprivate_ci'])} |",
+                f"| DP fine-tune, by photo | {fmt(sp['acc_dp_photo'])} | {fmt(sp['eps_photo'])} | "
+                f"{fmt(sp['eps_photo_identity_bound'])} (group bound) | {fmt(sp['lira_auc_dp'])} {fmt(sp['lira_auc_dp_ci'])} |",
+                f"| DP fine-tune, by person | {fmt(sp['acc_dp_identity'])} | – | {fmt(sp['eps_identity'])} | "
+                f"{fmt(sp['lira_auc_dp_identity'])} {fmt(sp['lira_auc_dp_identity_ci'])} |", ""]
+    gan = result.get("gan") or {}
+    for design in DESIGNS:
+        r = gan.get(design)
+        if not r:
+            continue
+        over = design == "overrepresented"
+        out += [f"| GAN, {design} | FD-face | verify share | ε (person) | identity AUC [95 % CI] |"
+                + (" over-rep. AUC [95 % CI] |" if over else ""), "|---|---|---|---|---|" + ("---|" if over else ""),
+                f"| public only | {fmt(r['fd_public_only'])} | {fmt(r['verify_share_public_only'])} | 0 | – |" + (" – |" if over else ""),
+                f"| non-private fine-tune | {fmt(r['fd_nonprivate'])} | {fmt(r['verify_share_nonprivate'])} | ∞ | "
+                f"{fmt(r['identity_auc_nonprivate'])} {fmt(r['identity_auc_nonprivate_ci'])} |"
+                + (f" {fmt(r['over_auc_nonprivate'])} {fmt(r['over_auc_nonprivate_ci'])} |" if over else ""),
+                f"| DP fine-tune (D, by person) | {fmt(r['fd_dp'])} | {fmt(r['verify_share_dp'])} | {fmt(r['eps_identity'])} | "
+                f"{fmt(r['identity_auc_dp'])} {fmt(r['identity_auc_dp_ci'])} |"
+                + (f" {fmt(r['over_auc_dp'])} {fmt(r['over_auc_dp_ci'])} |" if over else ""),
+                f"\nReal photos verify as another person at {fmt(r['verify_share_real'])} (the verify share's reference level).", ""]
+    if gan.get("sweep"):
+        out += ["| DP GAN sweep (balanced) | n_critic | people / step | FD-face | verify share | ε (person) |",
+                "|---|---|---|---|---|---|"]
+        out += [f"| | {r['n_critic']} | {r['identities_per_step']} | {fmt(r['fd'])} | {fmt(r['verify_share'])} | "
+                f"{fmt(r['epsilon_identity'])} |" for r in gan["sweep"]]
+        out.append("")
+    for part, c in (result.get("cost") or {}).items():
+        if c:
+            out.append(f"Cost, {part}: {fmt(c['epoch_s'])} s per epoch without DP, {fmt(c['epoch_s_dp'])} s with "
+                       f"(ratio {fmt(c['ratio'])}).")
+    return "\n".join(out) + "\n"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(ROOT / "runs" / "bench-private"))
@@ -142,6 +347,13 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=25)
     p.add_argument("--public-epochs", type=int, default=15)
     p.add_argument("--target-epsilon", type=float, default=8.0)
+    p.add_argument("--public-minutes", type=float, default=45, help="the public GAN's training time budget")
+    p.add_argument("--gan-epochs", type=int, default=60, help="epochs of each GAN fine-tune")
+    p.add_argument("--sweep", action="store_true", help="run the DP GAN settings sweep first")
+    p.add_argument("--sweep-epochs", type=int, default=30)
+    p.add_argument("--sweep-critic", type=lambda v: [int(x) for x in v.split(",")], default=[1, 2, 4])
+    p.add_argument("--sweep-people", type=lambda v: [int(x) for x in v.split(",")], default=[16, 32])
+    p.add_argument("--jobs", type=int, default=2, help="fine-tunes run side by side, one torch thread each")
     a = p.parse_args()
     out = Path(a.out)
     res_path = RESULTS / "private.json"
@@ -149,13 +361,12 @@ def main() -> None:
     result.setdefault("cost", {})
     if "split" in a.parts:
         result["split"], result["cost"]["split"] = split_part(out, a)
-    if "gan" in a.parts or "gan" not in result:
-        result["gan"] = {"balanced": None, "overrepresented": None,
-                         "note": "not measured yet: the public GAN and its DP fine-tunes (recipes/gan_lfw_public.yaml, "
-                                 "recipes/gan_lfw_dp_finetune.yaml) have not been run by this benchmark"}
-        result["cost"].setdefault("gan", None)
+    if "gan" in a.parts:
+        result["gan"], result["cost"]["gan"] = gan_part(out, a)
+    result.setdefault("gan", {"balanced": None, "overrepresented": None, "note": "not measured yet (--parts gan)"})
     RESULTS.mkdir(parents=True, exist_ok=True)
     res_path.write_text(json.dumps(result, indent=1, default=float))
+    (RESULTS / "private.md").write_text(markdown(result))
     print(json.dumps(result, indent=1, default=float))
 
 

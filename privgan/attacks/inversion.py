@@ -13,7 +13,7 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -23,103 +23,18 @@ from privgan.attacks.linkage import link_features
 from privgan.attacks.registry import register_attack
 from privgan.attacks.result import Gallery, Result, Signal, merge_sub_attacks
 from privgan.attacks.scoring import rate_signal
-from privgan.metrics.image_quality import psnr_db, ssim
+from privgan.attacks.reconstruction import (  # noqa: F401 - re-exported: the inversion API
+    Client,
+    Reconstructions,
+    _attack_mode,
+    _check_images,
+    _client_modules,
+    _grad_wrt,
+    normalised_feature_loss,
+    plateaued,
+    total_variation,
+)
 from privgan.models.decoders import InverseDecoder
-
-Client = Callable[[Tensor], Tensor]
-
-
-@dataclass(frozen=True)
-class Reconstructions:
-    """Images an inversion attack rebuilt, with the originals (if known) to score them against."""
-
-    originals: Tensor | None
-    reconstructions: Tensor
-    attack: str
-    feature_loss: Tensor
-    seconds: float
-    converged: bool = True
-    curve: tuple[float, ...] = ()
-
-    def metrics(self) -> dict[str, float]:
-        """Mean and median per-image PSNR (dB) and SSIM against the originals, and mean feature loss.
-
-        SSIM uses an 11 x 11 Gaussian window (sigma 1.5), shrunk to the largest odd size that
-        fits for images smaller than 11 pixels.
-        """
-        if self.originals is None:
-            raise ValueError("metrics need the originals; pass originals= to the attack")
-        x, y = self.originals.detach().float().cpu(), self.reconstructions.detach().float().cpu()
-        side = min(x.shape[-2:])
-        window = min(11, side if side % 2 else side - 1)
-        p = psnr_db(y, x)
-        s = ssim(y, x, window_size=window)
-        return {
-            "psnr_db": float(p.mean()),
-            "psnr_db_median": float(p.median()),
-            "ssim": float(s.mean()),
-            "ssim_median": float(s.median()),
-            "feature_loss": float(self.feature_loss.detach().float().mean()),
-        }
-
-
-def normalised_feature_loss(pred: Tensor, observed: Tensor) -> Tensor:
-    """Per-sample MSE between features divided by the observed features' mean energy (N).
-
-    Dividing by mean(observed**2) makes the loss scale independent of the split depth (and of
-    the client's feature scale), so one learning rate and TV weight work for every cut.
-    """
-    err = (pred - observed).flatten(1).pow(2).mean(1)
-    energy = observed.detach().flatten(1).pow(2).mean(1).clamp_min(1e-12)
-    return err / energy
-
-
-def total_variation(x: Tensor) -> Tensor:
-    """Per-image anisotropic L1 total variation (N): mean |vertical| + mean |horizontal| differences."""
-    dh = (x[..., 1:, :] - x[..., :-1, :]).abs().flatten(1).mean(1)
-    dw = (x[..., :, 1:] - x[..., :, :-1]).abs().flatten(1).mean(1)
-    return dh + dw
-
-
-def _client_modules(client: Client) -> list[nn.Module]:
-    """The nn.Module behind ``client``: itself, or the owner of a bound method like ``model.client``."""
-    if isinstance(client, nn.Module):
-        return [client]
-    owner = getattr(client, "__self__", None)
-    return [owner] if isinstance(owner, nn.Module) else []
-
-
-@contextlib.contextmanager
-def _attack_mode(client: Client) -> Iterator[None]:
-    """Eval mode and frozen parameters for the client while attacking; every flag restored after."""
-    modules = _client_modules(client)
-    modes = [(m, m.training) for root in modules for m in root.modules()]
-    params = [(p, p.requires_grad) for root in modules for p in root.parameters()]
-    try:
-        for root in modules:
-            root.eval()
-        for p, _ in params:
-            p.requires_grad_(False)
-        yield
-    finally:
-        for m, training in modes:
-            m.training = training
-        for p, requires_grad in params:
-            p.requires_grad_(requires_grad)
-
-
-def _grad_wrt(loss: Tensor, x: Tensor) -> Tensor:
-    """d loss / d x only (no .grad written anywhere else); zeros when x does not reach the loss."""
-    if not loss.requires_grad:
-        return torch.zeros_like(x)
-    (g,) = torch.autograd.grad(loss, [x], allow_unused=True)
-    return torch.zeros_like(x) if g is None else g
-
-
-def _check_images(images: Tensor, image_shape: tuple[int, ...], what: str) -> None:
-    if images.ndim != 4 or tuple(images.shape[1:]) != tuple(image_shape):
-        raise ValueError(f"{what} must be N x {tuple(image_shape)}, got {tuple(images.shape)}")
-
 
 def whitebox_invert(
     client: Client,
@@ -198,14 +113,6 @@ def whitebox_invert(
         converged=plateaued(curve[-3:], tolerance=0.05),
         curve=tuple(curve),
     )
-
-
-def plateaued(losses: list[float] | tuple[float, ...], *, tolerance: float) -> bool:
-    """Whether the last losses fell by less than ``tolerance`` (relative) from first to last: training has levelled off."""
-    if len(losses) < 2:
-        return False
-    first, last = losses[0], losses[-1]
-    return math.isfinite(last) and (first - last) <= tolerance * max(abs(first), 1e-12)
 
 
 @contextlib.contextmanager
@@ -378,6 +285,11 @@ class InversionConfig:
     of the auxiliary identities unless ``reid_threshold`` is given). ``linkage``: also link each
     target's transmitted features to the member whose photos' features are closest, without
     pixels (``privgan.attacks.linkage``; signal ``linkage_top1``, chance 1 / identities).
+    ``prior``: also search a face prior's codes (``privgan.attacks.prior_inversion``): the path of a
+    face GAN that knows no one of the study (a privgan GAN ``.ckpt`` such as the public GAN of
+    ``recipes/gan_lfw_public.yaml``, or a ``GAN.export_generator`` file; sub-attack ``ganprior``), or
+    ``"eigenfaces"`` (``prior_components`` principal directions of the auxiliary photos; sub-attack
+    ``eigenprior``). ``prior_restarts`` random starts, plus an encoder guess (``prior_encoder``).
     """
 
     n_targets: int = 32
@@ -396,11 +308,20 @@ class InversionConfig:
     gallery_per_identity: int = 5
     n_gallery: int = 8
     linkage: bool = True
+    prior: str | None = None
+    prior_components: int = 300
+    prior_steps: int = 300
+    prior_restarts: int = 4
+    prior_lr: float = 0.05
+    prior_latent_weight: float = 1e-3
+    prior_encoder: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not (self.whitebox or self.decoder):
-            raise ValueError("inversion needs whitebox=True or decoder=True")
+        if not (self.whitebox or self.decoder or self.prior):
+            raise ValueError("inversion needs whitebox=True, decoder=True or a prior")
+        if self.prior is not None and not isinstance(self.prior, str):
+            raise ValueError(f"prior must be 'eigenfaces' or the path of a face GAN (.ckpt, .pt2, TorchScript), got {self.prior!r}")
         if not 0 < self.pair_far < 1:
             raise ValueError(f"pair_far must be in (0, 1), got {self.pair_far}")
         object.__setattr__(self, "tv_weights", tuple(self.tv_weights))
@@ -456,6 +377,13 @@ def run_inversion(target: Any, view: Any, config: InversionConfig) -> Result:
                                width=config.decoder_width, epochs=config.decoder_epochs, seed=config.seed,
                                ).fit(client, view.auxiliary.images.to(device), transmit=lambda f: target.transmit(f, noise))
         recons.append(("decoder", dec.reconstruct(observed, originals=x)))
+    knowledge = "white-box client" if config.whitebox else "query access to the client, auxiliary faces"
+    if config.prior:
+        from privgan.attacks.prior_inversion import prior_sub_attack
+
+        name, rec, source = prior_sub_attack(config, target, view, observed, x, device)
+        recons.append((name, rec))
+        knowledge += f"; face prior: {source}"
     curves = {f"{name}_loss_{i}": v for name, r in recons for i, v in enumerate(r.curve)}
     not_converged = [name for name, r in recons if not r.converged]
     if not_converged:
@@ -484,11 +412,12 @@ def run_inversion(target: Any, view: Any, config: InversionConfig) -> Result:
     relative = {f"{name}_reid_relative": sig["reid_rate"].value / base for name, sig in subs.items() if base > 0}
     values = {"reid_threshold": float(threshold), "reid_rate_originals": base, **relative,
               "reid_top1_originals": float((originals.predicted == y).float().mean()), "n_identities": float(n_ids),
-              "n_targets": float(len(y)), **curves}
+              "n_targets": float(len(y)), **curves,
+              **{f"{name}_seconds_per_face": r.seconds / max(1, len(y)) for name, r in recons}}
     n = config.n_gallery
     gallery_rows = tuple([x[:n].cpu()] + [r.reconstructions[:n].detach().cpu() for _, r in recons])
     captions = ("original (held-out)",) + tuple(
         f"{name}: PSNR {subs[name]['psnr_db'].value:.1f} dB, top-1 {subs[name]['reid_top1'].value:.2f}" for name, _ in recons)
     return Result(attack="inversion", signals=signals, headline="reid_top1", best=best, converged=not not_converged, values=values,
                   images={"gallery": Gallery(gallery_rows, captions)} if n > 0 else {}, notes=tuple(notes),
-                  knowledge="white-box client" if config.whitebox else "query access to the client, auxiliary faces")
+                  knowledge=knowledge)
