@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 import torch.nn.functional as F
 
+from privgan.attacks.bn_prior import BatchNormPrior, batch_norm_layers
 from privgan.attacks.linkage import link_features
 from privgan.attacks.registry import register_attack
 from privgan.attacks.result import Gallery, Result, Signal, merge_sub_attacks
@@ -48,6 +49,7 @@ def whitebox_invert(
     init: str = "grey",
     generator: torch.Generator | None = None,
     originals: Tensor | None = None,
+    bn_weight: float = 0.0,
 ) -> Reconstructions:
     """White-box inversion: Adam on images so client(x) matches the observed features.
 
@@ -59,7 +61,9 @@ def whitebox_invert(
     restart with the lowest final feature loss is kept (observable to the attacker: originals
     are never used to choose). The client is put in eval mode with its parameters frozen, and
     only the images get gradients (``torch.autograd.grad``), so its weights, ``.grad``,
-    ``requires_grad`` flags and training mode are the same afterwards.
+    ``requires_grad`` flags and training mode are the same afterwards. ``bn_weight`` > 0 adds
+    the data-free batch-norm prior (``privgan.attacks.bn_prior``: the batch's statistics at every
+    BN layer of the client pulled towards the stored running ones; attack name ``datafree``).
     """
     if init not in ("grey", "random"):
         raise ValueError(f"init must be 'grey' or 'random', got {init!r}")
@@ -76,7 +80,8 @@ def whitebox_invert(
     best_loss = torch.full((n,), math.inf, dtype=dtype, device=observed.device)
     curve: list[float] = []
     checkpoints = {int(steps * f) for f in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)} | {max(0, steps - 1)}
-    with _attack_mode(client):
+    bn = BatchNormPrior(batch_norm_layers(_client_modules(client))) if bn_weight > 0 else contextlib.nullcontext()
+    with _attack_mode(client), bn:
         for r in range(restarts):
             if r == 0 and init == "grey":
                 x0 = torch.full(shape, 0.5, dtype=dtype, device=observed.device)
@@ -91,6 +96,8 @@ def whitebox_invert(
                 loss = normalised_feature_loss(client(x), observed).sum()
                 if r == 0 and t in checkpoints:
                     curve.append(float(loss.detach()) / n)
+                if bn_weight > 0:
+                    loss = loss + bn_weight * n * bn.take()
                 if tv_weight:
                     loss = loss + tv_weight * total_variation(x).sum()
                 u.grad = _grad_wrt(loss, u)
@@ -98,6 +105,8 @@ def whitebox_invert(
             with torch.no_grad():
                 x = torch.sigmoid(u)
                 final = normalised_feature_loss(client(x), observed).to(dtype)
+                if bn_weight > 0:
+                    bn.take()
                 final = torch.nan_to_num(final, nan=math.inf)
                 better = final < best_loss
                 if r == 0:
@@ -107,7 +116,7 @@ def whitebox_invert(
     return Reconstructions(
         originals=None if originals is None else originals.detach(),
         reconstructions=best_x.detach(),
-        attack=f"whitebox_tv{tv_weight:g}",
+        attack="datafree" if bn_weight > 0 else f"whitebox_tv{tv_weight:g}",
         feature_loss=best_loss,
         seconds=time.perf_counter() - start,
         converged=plateaued(curve[-3:], tolerance=0.05),
@@ -290,6 +299,8 @@ class InversionConfig:
     ``recipes/gan_lfw_public.yaml``, or a ``GAN.export_generator`` file; sub-attack ``ganprior``), or
     ``"eigenfaces"`` (``prior_components`` principal directions of the auxiliary photos; sub-attack
     ``eigenprior``). ``prior_restarts`` random starts, plus an encoder guess (``prior_encoder``).
+    ``datafree``: where the client has batch norm, also the white-box search with the data-free
+    batch-norm prior (``datafree_bn_weight``; Dong et al. 2021); a note says when it does not apply.
     """
 
     n_targets: int = 32
@@ -308,6 +319,8 @@ class InversionConfig:
     gallery_per_identity: int = 5
     n_gallery: int = 8
     linkage: bool = True
+    datafree: bool = True
+    datafree_bn_weight: float = 0.1
     prior: str | None = None
     prior_components: int = 300
     prior_steps: int = 300
@@ -378,6 +391,15 @@ def run_inversion(target: Any, view: Any, config: InversionConfig) -> Result:
                                ).fit(client, view.auxiliary.images.to(device), transmit=lambda f: target.transmit(f, noise))
         recons.append(("decoder", dec.reconstruct(observed, originals=x)))
     knowledge = "white-box client" if config.whitebox else "query access to the client, auxiliary faces"
+    if config.datafree:
+        if batch_norm_layers(_client_modules(client)):
+            recons.append(("datafree", whitebox_invert(
+                client, observed, image_shape=tuple(x.shape[1:]), steps=config.whitebox_steps, lr=config.whitebox_lr,
+                tv_weight=min(config.tv_weights, default=0.05), restarts=config.restarts, originals=x,
+                generator=torch.Generator(device=device).manual_seed(config.seed), bn_weight=config.datafree_bn_weight)))
+            knowledge += "; data-free: the client's weights and batch-norm statistics, no data"
+        else:
+            notes.append("data-free inversion not applicable: the client keeps no batch-norm statistics (group norm or none)")
     if config.prior:
         from privgan.attacks.prior_inversion import prior_sub_attack
 

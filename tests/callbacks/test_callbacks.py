@@ -162,7 +162,7 @@ def test_failing_attack_can_stop_training(tmp_path):
 def test_bad_callback_arguments():
     with pytest.raises(ValueError, match="every_n_epochs"):
         MembershipAttack(every_n_epochs=0)
-    with pytest.raises(ValueError, match="whitebox=True or decoder=True"):
+    with pytest.raises(ValueError, match="whitebox=True, decoder=True or a prior"):
         InversionAttack(config={"whitebox": False, "decoder": False})
     with pytest.raises(TypeError, match="unknown config keys.*far"):
         InversionAttack(config={"far": 0.05})
