@@ -10,6 +10,7 @@ from privgan.callbacks.init_from import InitFrom
 from privgan.callbacks.inversion import InversionAttack
 from privgan.callbacks.manifest import MemberManifestArtifact
 from privgan.callbacks.membership import MembershipAttack
+from privgan.callbacks.model_inversion import ModelInversionAttack
 from privgan.callbacks.rng import RandomState
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "InversionAttack",
     "MemberManifestArtifact",
     "MembershipAttack",
+    "ModelInversionAttack",
     "PrivacyAudit",
     "PrivacyUtilityCurve",
     "RandomState",

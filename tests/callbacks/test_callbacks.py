@@ -180,3 +180,23 @@ def test_inversion_runs_on_a_dp_model(tmp_path):
     assert "whitebox_tv0_psnr_db" in point.results["inversion"].signals
     assert point.delta == 1e-6 and 0 < point.epsilon < math.inf
     assert model._dp.grad_sample_module.hooks_enabled  # switched back on for training
+
+
+def test_model_inversion_callback_writes_a_curve_point_that_run_reproduces(tmp_path):
+    """ModelInversionAttack on privgan's split classifier: its Result is on the curve, and run() on the saved model agrees."""
+    from privgan.callbacks import ModelInversionAttack
+
+    dm = SyntheticIdentityDataModule(n_identities=4, per_identity=16, aux_images=64, image_size=16)
+    config = {"prior_components": 32, "restarts": 2, "steps": 30, "n_gallery": 2}
+    mi = ModelInversionAttack(every_n_epochs=1, fail_on_error=True, config=config)
+    model = SplitClassifier(width=8, split_at="stem")
+    tr = _trainer(tmp_path, [mi, PrivacyUtilityCurve(keys=["model_inversion/mi_top1"])], epochs=1)
+    tr.fit(model, dm)
+    r = load_curve(tmp_path)[-1].results["model_inversion"]
+    assert r.signals["mi_top1"].chance == pytest.approx(1 / 4) and r.values["n_classes"] == 4
+    assert (tmp_path / "model_inversion" / "epoch_000_gallery.png").exists()
+    tr.save_checkpoint(tmp_path / "m.ckpt")
+    loaded = SplitClassifier.load_from_checkpoint(tmp_path / "m.ckpt", weights_only=False)
+    again = run_attack("model_inversion", classifier_target(loaded), view_from(dm), mi.config)
+    assert again.signals["mi_top1_restarts"].value == pytest.approx(r.signals["mi_top1_restarts"].value)
+    assert again.values["confidence_mean"] == pytest.approx(r.values["confidence_mean"], abs=1e-4)
