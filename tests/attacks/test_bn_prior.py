@@ -8,7 +8,7 @@ from torch import nn
 
 from privgan.attacks.bn_prior import BatchNormPrior, batch_norm_layers
 from privgan.attacks.inversion import whitebox_invert
-from tests.attacks.test_inversion import smooth_images, synthetic_view  # noqa: F401 - a fixture
+from tests.attacks.test_inversion import smooth_images
 
 
 def _bn_client(train: torch.Tensor) -> nn.Module:

@@ -313,16 +313,6 @@ def test_feature_loss_is_scale_free_and_tv_zero_on_constants() -> None:
 # ------------------------------------------------------------------ the registered attack
 
 
-@pytest.fixture(scope="module")
-def synthetic_view():
-    from privgan.data.synthetic import SyntheticIdentityDataModule
-    from privgan.targets.view import view_from
-
-    dm = SyntheticIdentityDataModule(n_identities=4, per_identity=16, aux_images=64, image_size=16)
-    dm.setup("fit")
-    return view_from(dm)
-
-
 def test_registered_inversion_inverts_an_invertible_client_and_not_a_blind_one(synthetic_view) -> None:
     """run_attack("inversion") on planted clients: an invertible split leaks (re-identified), a constant one does not."""
     from privgan.attacks import run_attack

@@ -1,7 +1,6 @@
 """Privacy by person: one person moves one update by at most the clip norm, however many photos they have; ε is
 Opacus's for the identity sample rate; data without identity labels is refused."""
 
-import copy
 import math
 
 import pytest
