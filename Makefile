@@ -8,7 +8,7 @@ STAMP := $(VENV)/.privgan-installed
 export WANDB_MODE ?= offline
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install browser demo test test-all bench-lfw bench-split bench-gan bench-release bench-resume clean
+.PHONY: install browser demo test test-all bench-lfw bench-split bench-gan bench-release bench-resume bench-private bench-attacks clean
 
 install: $(STAMP)
 
@@ -66,6 +66,16 @@ bench-resume: $(STAMP)
 # Release filter: recall per edit of planted copies and held-out false blocks, on LFW and LFW made unlike LFW (~25 min on 2 cores).
 bench-release: $(STAMP)
 	$(PY) benchmarks/release_robustness.py
+
+# Private models worth using (issue 10): public pretraining, DP fine-tuning by photo and by person, the DP GAN
+# sweep; hours on 2 CPU cores (writes benchmarks/results/private.json and private.md).
+bench-private: $(STAMP)
+	$(PY) benchmarks/private.py --parts split,gan --sweep
+
+# Stronger attacks on the split table's models (issue 11): face-GAN prior (the public GAN of bench-private),
+# data-free, linkage, model inversion, one-run audit (writes benchmarks/results/attacks.json).
+bench-attacks: $(STAMP)
+	$(PY) benchmarks/attacks.py
 
 clean:
 	rm -rf runs .pytest_cache

@@ -15,7 +15,8 @@ benchmarks/split_bench.yaml):
 Face GAN (``--parts gan``; recipes/gan_lfw.yaml, balanced and over-represented designs):
 
 1. both designs' splits are written, and one public GAN trains for ``--public-minutes`` on LFW
-   people outside both (recipes/gan_lfw_public.yaml); it resumes from its last checkpoint;
+   people outside both and outside the split study (recipes/gan_lfw_public.yaml), so it is also the
+   face prior of ``benchmarks/attacks.py``; it resumes from its last checkpoint;
 2. the public GAN alone is attacked on each study (``privgan attack identity_match``): FD-face and
    the share of samples that verify as some real person, with no private photo used;
 3. ``--sweep``: the DP fine-tune (only D private, by person, ε ≤ ``--target-epsilon``) over
@@ -199,7 +200,7 @@ def gan_row(points_path: Path) -> dict:
 
 def dp_args(a: argparse.Namespace, n_critic: int, people: int) -> list[str]:
     """The DP fine-tune's overrides: D private by person at the target ε, ``people`` per step, ``n_critic`` D steps per G step."""
-    return ["--model.init_args.dp.noise_multiplier=null", f"--model.init_args.dp.target_epsilon={a.target_epsilon}",
+    return [f"--model.init_args.dp.target_epsilon={a.target_epsilon}",  # the recipe plans σ from ε (noise_multiplier: null)
             "--model.init_args.dp.unit=identity", f"--model.init_args.dp.identities_per_step={people}",
             f"--model.init_args.n_critic={n_critic}"]
 
@@ -224,12 +225,15 @@ def gan_part(out: Path, a: argparse.Namespace) -> tuple[dict, dict]:
         studies[design] = out / f"gan_{design}_study" / "manifest.json"
         if not studies[design].is_file():
             run(["data", "split", *configs(*GAN_BASE, *extra), "--out", str(studies[design])], out / f"gan_{design}_study.log")
+    split_study = out / "split_study" / "manifest.json"  # kept clear too: the public GAN is also the split attacks' face prior
+    if not split_study.is_file():
+        run(["data", "split", *configs(*SPLIT_BASE), "--out", str(split_study)], out / "split_study.log")
     public = out / "gan_public"
     last = public / "checkpoints" / "last.ckpt"
     if not (public / "done").is_file():
         h, m = divmod(int(a.public_minutes), 60)
         run(["fit", *configs(*GAN_BASE, "recipes/gan_lfw_public.yaml"),
-             "--data.init_args.exclude_people_of=[" + ",".join(str(p) for p in studies.values()) + "]",
+             "--data.init_args.exclude_people_of=[" + ",".join(str(p) for p in [*studies.values(), split_study]) + "]",
              f"--trainer.default_root_dir={public}", "--trainer.max_epochs=100000", f"--trainer.max_time=00:{h:02d}:{m:02d}:00",
              *([f"--ckpt_path={last}"] if last.is_file() else [])], out / "gan_public.log")
         (public / "done").write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
