@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import yaml
+from table_format import fmt  # benchmarks/ is on the path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -144,14 +145,6 @@ def audit_part(a: argparse.Namespace, out: Path, timing: dict) -> dict:
                      "accountant_eps": math.inf if acc_eps is None else float(acc_eps),
                      "n_canaries": r["values"].get("n_canaries")}
     return res
-
-
-def fmt(v: object) -> str:
-    if isinstance(v, (list, tuple)) and len(v) == 2:
-        return f"[{fmt(v[0])}, {fmt(v[1])}]"
-    if isinstance(v, float):
-        return "∞" if math.isinf(v) else ("–" if math.isnan(v) else f"{v:.3g}")
-    return str(v)
 
 
 def markdown(result: dict) -> str:

@@ -45,6 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
+from table_format import fmt  # benchmarks/ is on the path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -291,15 +292,6 @@ def gan_part(out: Path, a: argparse.Namespace) -> tuple[dict, dict]:
         result[design] = r
     x, y = (epoch_seconds(out / "gan_balanced_nonprivate", a.gan_epochs), epoch_seconds(out / "gan_balanced_dp", a.gan_epochs))
     return result, {"epoch_s": x, "epoch_s_dp": y, "ratio": y / x}
-
-
-def fmt(v: object) -> str:
-    """A number to 3 significant digits, a [lo, hi] interval, or the text itself."""
-    if isinstance(v, (list, tuple)) and len(v) == 2:
-        return f"[{fmt(v[0])}, {fmt(v[1])}]"
-    if isinstance(v, float):
-        return "∞" if math.isinf(v) else ("–" if math.isnan(v) else f"{v:.3g}")
-    return str(v)
 
 
 def markdown(result: dict) -> str:

@@ -65,26 +65,48 @@ def _gan_checkpoint_prior(path: Path, device: torch.device) -> FacePrior:
                      f"privgan GAN checkpoint {path}", (g,))
 
 
-def _exported_prior(path: Path, device: torch.device) -> FacePrior:
-    """A ``GAN.export_generator`` file: a torch.export program (.pt2, sizes in privgan.json) or TorchScript."""
-    names = zipfile.ZipFile(path).namelist() if zipfile.is_zipfile(path) else []
-    if any(n.endswith("archive_format") for n in names):
+def load_exported_generator(path: Path, *, label: str = "prior") -> tuple[Callable | None, int, int]:
+    """A ``GAN.export_generator`` file: a torch.export program (sizes in its ``privgan.json`` extra file) or a TorchScript
+    module with ``latent_dim`` / ``image_size`` attributes, with its sizes; (None, 0, 0) when the file is neither."""
+    try:
+        names = zipfile.ZipFile(path).namelist() if zipfile.is_zipfile(path) else []
+    except (OSError, zipfile.BadZipFile):
+        names = []
+    if not names:
+        return None, 0, 0
+    try:
+        if not any(n.endswith("/archive_format") or n == "archive_format" for n in names):
+            raise LookupError("not a torch.export archive")
         extra = {"privgan.json": ""}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             program = torch.export.load(str(path), extra_files=extra)
         meta = json.loads(extra["privgan.json"] or "{}")
         if "latent_dim" not in meta or "image_size" not in meta:
-            raise ValueError(f"prior {str(path)!r}: a torch.export program without privgan's latent_dim / image_size")
-        net = program.module().to(device)
-        return FacePrior(net, int(meta["latent_dim"]), int(meta["image_size"]), f"exported generator {path}")
+            raise ValueError(f"{label} {str(path)!r}: a torch.export program without privgan's latent_dim / image_size "
+                             "(export it with GAN.export_generator)")
+        return program.module(), int(meta["latent_dim"]), int(meta["image_size"])
+    except ValueError:
+        raise
+    except Exception:  # noqa: BLE001 - not a torch.export file: try TorchScript
+        pass
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            scripted = torch.jit.load(str(path), map_location=device)
-    except (RuntimeError, ValueError) as e:
-        raise ValueError(f"prior {str(path)!r}: neither a privgan GAN checkpoint nor an exported generator: {e}") from e
-    return FacePrior(scripted, int(scripted.latent_dim), int(scripted.image_size), f"TorchScript generator {path}", (scripted,))
+            scripted = torch.jit.load(str(path), map_location="cpu")
+    except (RuntimeError, ValueError):
+        return None, 0, 0
+    return scripted, int(scripted.latent_dim), int(scripted.image_size)
+
+
+def _exported_prior(path: Path, device: torch.device) -> FacePrior:
+    """A ``GAN.export_generator`` file as a prior (torch.export ``.pt2`` or TorchScript)."""
+    module, dim, size = load_exported_generator(path)
+    if module is None:
+        raise ValueError(f"prior {str(path)!r}: neither a privgan GAN checkpoint (.ckpt) nor an exported generator")
+    module = module.to(device)
+    frozen = (module,) if isinstance(module, torch.jit.ScriptModule) else ()  # torch.export modules refuse .eval()
+    return FacePrior(module, dim, size, f"exported generator {path}", frozen)
 
 
 def load_face_prior(path: str | Path, device: str | torch.device = "cpu") -> FacePrior:

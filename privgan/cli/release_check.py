@@ -78,42 +78,10 @@ def load_generator(path: str | os.PathLike) -> tuple[Callable[[int, torch.Genera
 
 
 def _load_exported(p: Path) -> tuple[Callable | None, int, int]:
-    """A torch.export program (``GAN.export_generator``, sizes in its ``privgan.json`` extra file) or a TorchScript
-    module with ``latent_dim`` / ``image_size`` attributes; (None, 0, 0) when the file is neither."""
-    import json
-    import warnings
+    """An exported generator file (``privgan.attacks.priors.load_exported_generator``); (None, 0, 0) when it is none."""
+    from privgan.attacks.priors import load_exported_generator
 
-    import zipfile
-
-    try:
-        names = zipfile.ZipFile(p).namelist() if zipfile.is_zipfile(p) else []
-    except (OSError, zipfile.BadZipFile):
-        names = []
-    if not names:
-        return None, 0, 0
-    try:
-        if not any(n.endswith("/archive_format") or n == "archive_format" for n in names):
-            raise LookupError("not a torch.export archive")
-        extra = {"privgan.json": ""}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            program = torch.export.load(str(p), extra_files=extra)
-        meta = json.loads(extra["privgan.json"] or "{}")
-        if "latent_dim" not in meta or "image_size" not in meta:
-            raise ValueError(f"--checkpoint {str(p)!r}: a torch.export program without privgan's latent_dim / image_size "
-                             "(export it with GAN.export_generator)")
-        return program.module(), int(meta["latent_dim"]), int(meta["image_size"])
-    except ValueError:
-        raise
-    except Exception:  # noqa: BLE001 - not a torch.export file: try TorchScript
-        pass
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            scripted = torch.jit.load(str(p), map_location="cpu")
-    except (RuntimeError, ValueError):
-        return None, 0, 0
-    return scripted, int(scripted.latent_dim), int(scripted.image_size)
+    return load_exported_generator(p, label="--checkpoint")
 
 
 def load_references(spec: str) -> tuple[dict[str, list[Path]], str | None]:
