@@ -28,6 +28,8 @@ from privgan.attacks.reconstruction import (  # noqa: F401 - re-exported: the in
     Client,
     Reconstructions,
     _attack_mode,
+    cosine_lr,
+    keep_best,
     _check_images,
     _client_modules,
     _grad_wrt,
@@ -90,8 +92,7 @@ def whitebox_invert(
             u = torch.logit(x0.clamp(1e-3, 1 - 1e-3)).requires_grad_(True)
             opt = torch.optim.Adam([u], lr=lr)
             for t in range(steps):
-                for group in opt.param_groups:
-                    group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * t / steps))
+                cosine_lr(opt, lr, t, steps)
                 x = torch.sigmoid(u)
                 loss = normalised_feature_loss(client(x), observed).sum()
                 if r == 0 and t in checkpoints:
@@ -107,12 +108,7 @@ def whitebox_invert(
                 final = normalised_feature_loss(client(x), observed).to(dtype)
                 if bn_weight > 0:
                     bn.take()
-                final = torch.nan_to_num(final, nan=math.inf)
-                better = final < best_loss
-                if r == 0:
-                    better = torch.ones_like(better)
-                best_x = torch.where(better.view(-1, 1, 1, 1), x, best_x)
-                best_loss = torch.where(better, final, best_loss)
+                best_x, best_loss = keep_best(best_x, best_loss, x, final, r == 0)
     return Reconstructions(
         originals=None if originals is None else originals.detach(),
         reconstructions=best_x.detach(),

@@ -12,7 +12,6 @@ code: no Lightning needed.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from privgan.attacks.reconstruction import _attack_mode
+from privgan.attacks.reconstruction import _attack_mode, cosine_lr
 from privgan.attacks.registry import register_attack
 from privgan.attacks.result import Gallery, Result
 from privgan.attacks.scoring import rate_signal
@@ -68,8 +67,7 @@ def invert_classes(logits_fn: Any, prior: Any, classes: Tensor, *, image_shape: 
     opt = torch.optim.Adam([z], lr=lr)
     with _attack_mode(logits_fn):
         for t in range(steps):
-            for group in opt.param_groups:
-                group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * t / steps))
+            cosine_lr(opt, lr, t, steps)
             x = _to_shape(prior(z), image_shape)
             views, labels = (torch.cat([x, x.flip(-1)]), torch.cat([target, target])) if mirror else (x, target)
             loss = F.cross_entropy(logits_fn(views), labels, reduction="sum") + latent_weight * z.pow(2).sum()

@@ -23,6 +23,8 @@ from privgan.attacks.reconstruction import (
     Client,
     Reconstructions,
     _attack_mode,
+    cosine_lr,
+    keep_best,
     _check_images,
     _grad_wrt,
     normalised_feature_loss,
@@ -114,8 +116,7 @@ def gan_prior_invert(
             z = z0.detach().clone().to(observed.device).requires_grad_(True)
             opt = torch.optim.Adam([z], lr=lr)
             for t in range(steps):
-                for group in opt.param_groups:
-                    group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * t / steps))
+                cosine_lr(opt, lr, t, steps)
                 feat_loss = normalised_feature_loss(client(_to_shape(prior(z), image_shape)), observed)
                 if r == 0 and t in marks:
                     curve.append(float(feat_loss.detach().mean()))
@@ -124,10 +125,7 @@ def gan_prior_invert(
                 opt.step()
             with torch.no_grad():
                 x = _to_shape(prior(z), image_shape)
-                final = torch.nan_to_num(normalised_feature_loss(client(x), observed).float(), nan=math.inf)
-                better = (final < best_loss) | (r == 0)
-                best_x = torch.where(better.view(-1, 1, 1, 1), x.to(best_x.dtype), best_x)
-                best_loss = torch.where(better, final, best_loss)
+                best_x, best_loss = keep_best(best_x, best_loss, x, normalised_feature_loss(client(x), observed), r == 0)
     return Reconstructions(
         originals=None if originals is None else originals.detach(),
         reconstructions=best_x.detach(),

@@ -116,3 +116,16 @@ def plateaued(losses: list[float] | tuple[float, ...], *, tolerance: float) -> b
         return False
     first, last = losses[0], losses[-1]
     return math.isfinite(last) and (first - last) <= tolerance * max(abs(first), 1e-12)
+
+
+def cosine_lr(opt: torch.optim.Optimizer, lr: float, t: int, steps: int) -> None:
+    """Set every group's learning rate to ``lr`` cosine-annealed to ~0 over ``steps`` (step ``t``)."""
+    for group in opt.param_groups:
+        group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * t / steps))
+
+
+def keep_best(best_x: Tensor, best_loss: Tensor, x: Tensor, loss: Tensor, first: bool) -> tuple[Tensor, Tensor]:
+    """Per sample, the restart with the lower feature loss (the first restart always counts): (images, losses)."""
+    loss = torch.nan_to_num(loss.to(best_loss.dtype), nan=math.inf)
+    better = (loss < best_loss) | first
+    return torch.where(better.view(-1, 1, 1, 1), x.to(best_x.dtype), best_x), torch.where(better, loss, best_loss)
