@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import traceback
 import weakref
 from pathlib import Path
@@ -29,13 +30,17 @@ class AttackCallback(L.Callback):
     :class:`privgan.data.ReferenceFolder`) replaces the trainer's datamodule as the source of the
     view. ``name`` tells two callbacks of one attack apart (curve, keys, files, checkpoint slot).
     An attack that raises is a warning and training goes on (``fail_on_error=True`` stops it).
+    ``asynchronous=True``: the attack runs on a snapshot of the module in a worker process (with
+    ``worker_threads`` torch threads) while training goes on, and its Result lands at the snapshot's
+    step (``privgan.callbacks.asynchronous``).
     """
 
     attack: ClassVar[str] = ""
     image_size: ClassVar[int | None] = None
 
     def __init__(self, *, config: Any = None, every_n_epochs: int = 1, name: str | None = None, references: Any = None,
-                 out_dir: str | None = None, log_gallery: bool = False, fail_on_error: bool = False, **overrides: Any) -> None:
+                 out_dir: str | None = None, log_gallery: bool = False, fail_on_error: bool = False, asynchronous: bool = False,
+                 worker_threads: int = 1, **overrides: Any) -> None:
         if every_n_epochs < 1:
             raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
         self.config = make_config(self.attack, config, **overrides)
@@ -46,6 +51,9 @@ class AttackCallback(L.Callback):
         self.last_result: Result | None = None
         self._noted: set[str] = set()
         self._view: AttackerView | None = None
+        self.asynchronous, self.worker_threads = asynchronous, worker_threads
+        self._worker: Any = None
+        self._resubmit: list[dict[str, Any]] = []
 
     @property
     def state_key(self) -> str:
@@ -90,45 +98,138 @@ class AttackCallback(L.Callback):
         return (epoch + 1) % self.every_n_epochs == 0 or last or trainer.should_stop
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero or not self.should_run(trainer):
+        if trainer.sanity_checking or not trainer.is_global_zero:
             return
-        self.run_now(trainer, pl_module)
+        self.collect(trainer, pl_module)
+        if not self.should_run(trainer):
+            return
+        if self.asynchronous:
+            self.run_async(trainer, pl_module)
+        else:
+            self.run_now(trainer, pl_module)
 
     def run_now(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Result | None:
         """Attack immediately and publish the Result (None when the attack failed)."""
-        was_training = pl_module.training
-        context = getattr(pl_module, "attack_context", contextlib.nullcontext)
         self.last_step_run = trainer.global_step
         try:
-            with context():
-                pl_module.eval()
-                result = run_attack(self.attack, self.target_at(trainer, pl_module), self.view(trainer),
-                                    self.run_config(trainer.current_epoch), resources=self.resources())
+            result = self._attack(trainer, pl_module, trainer.current_epoch, self.resources())
         except Exception as e:  # noqa: BLE001 - an attack must not kill a long training run
-            if self.fail_on_error:
-                raise
-            frame = traceback.extract_tb(e.__traceback__)[-1]
-            where = f"{frame.filename}:{frame.lineno}"
-            self.failures.append({"epoch": trainer.current_epoch, "error": repr(e), "where": where})
-            rank_zero_warn(f"privgan {type(self).__name__} failed at epoch {trainer.current_epoch}: {e!r} (at {where}); training goes on")
-            return None
+            return self._failed(e, trainer.current_epoch)
+        return self._publish(trainer, pl_module, result)
+
+    def _attack(self, trainer: L.Trainer, module: L.LightningModule, epoch: int, resources: dict[str, Any]) -> Result:
+        """``run_attack`` on ``module`` in eval mode (under the module's attack context), its mode restored after."""
+        return self._run(self.target_at(trainer, module), module, self.view(trainer), epoch, resources)
+
+    def attack_module(self, module: Any, view: AttackerView, epoch: int, resources: dict[str, Any]) -> Result:
+        """The attack on a module outside training (an asynchronous attack's worker process): no trainer, no shared bank."""
+        return self._run(self.target(module), module, view, epoch, resources)
+
+    def _run(self, target: Any, module: Any, view: AttackerView, epoch: int, resources: dict[str, Any]) -> Result:
+        was_training = module.training
+        context = getattr(module, "attack_context", contextlib.nullcontext)
+        try:
+            with context():
+                module.eval()
+                return run_attack(self.attack, target, view, self.run_config(epoch), resources=resources)
         finally:
-            pl_module.train(was_training)
+            module.train(was_training)
+
+    #: Attributes that stay in the training process when the callback is sent to an asynchronous attack's worker.
+    _local_only: ClassVar[tuple[str, ...]] = ("_worker", "_view", "last_result", "_resubmit")
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        for k in self._local_only:
+            state.pop(k, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        for k in self._local_only:
+            self.__dict__.setdefault(k, None if k != "_resubmit" else [])
+
+    def _failed(self, e: Exception, epoch: int) -> None:
+        if self.fail_on_error:
+            raise e
+        frame = traceback.extract_tb(e.__traceback__)[-1]
+        where = f"{frame.filename}:{frame.lineno}"
+        self.failures.append({"epoch": epoch, "error": repr(e), "where": where})
+        rank_zero_warn(f"privgan {type(self).__name__} failed at epoch {epoch}: {e!r} (at {where}); training goes on")
+        return None
+
+    def _publish(self, trainer: L.Trainer, pl_module: L.LightningModule, result: Result, at: Any = None) -> Result:
         self.last_result = result
         for note in result.notes:  # say it once on the console too (a skipped sub-attack, a weak threshold)
             if note not in self._noted:
                 self._noted.add(note)
                 rank_zero_warn(f"privgan {self.name}: {note}")
-        publish(trainer, pl_module, self.name, result, out_dir=self.out_dir, log_gallery=self.log_gallery)
+        publish(trainer, pl_module, self.name, result, out_dir=self.out_dir, log_gallery=self.log_gallery, at=at)
         return result
+
+    # -- asynchronous attacks --------------------------------------------------------------------
+    def run_async(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Snapshot the module now and attack the snapshot in the worker thread; training goes on."""
+        from privgan.callbacks.asynchronous import take_snapshot
+
+        self.last_step_run = trainer.global_step
+        self._submit(trainer, take_snapshot(trainer, pl_module))
+
+    def _submit(self, trainer: L.Trainer, snapshot: Any) -> None:
+        from privgan.callbacks.asynchronous import AttackWorker
+
+        if self._worker is None:
+            self._worker = AttackWorker(self.worker_threads)
+        resources = copy.deepcopy(self.resources())  # e.g. shadow models: they go on training here meanwhile
+        self._worker.submit(snapshot, self, self.view(trainer), resources)
+
+    def collect(self, trainer: L.Trainer, pl_module: L.LightningModule, *, wait: bool = False) -> None:
+        """Publish the asynchronous attacks that finished (all of them, waiting with a progress bar, when ``wait``)."""
+        if self._worker is None:
+            return
+        if wait and self._worker.pending:
+            from tqdm.auto import tqdm
+
+            for snap, fut in tqdm(list(self._worker.pending), desc=f"privgan {self.name}: waiting for attacks", unit="attack",
+                                  disable=not trainer.is_global_zero):
+                fut.exception()  # block until it is done
+        for snap, fut in self._worker.done():
+            try:
+                result = fut.result()
+            except Exception as e:  # noqa: BLE001 - as for a synchronous attack
+                self._failed(e, snap.epoch)
+                continue
+            self._publish(trainer, pl_module, result, at=snap)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any, **kwargs: Any) -> None:
+        if self.asynchronous and trainer.is_global_zero:
+            self.collect(trainer, pl_module)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """After a resume: attack again the snapshots whose attacks were still running when the checkpoint was saved."""
+        if self._resubmit and trainer.is_global_zero:
+            from privgan.callbacks.asynchronous import snapshot_from_state
+
+            for state in self._resubmit:
+                self._submit(trainer, snapshot_from_state(state, pl_module))
+        self._resubmit = []
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            self.collect(trainer, pl_module, wait=True)
+        if self._worker is not None:
+            self._worker.shutdown()
+            self._worker = None
 
     # -- resume ----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"failures": self.failures, "last_step_run": self.last_step_run}
+        pending = [snap.to_state() for snap, _ in self._worker.pending] if self._worker is not None else []
+        return {"failures": self.failures, "last_step_run": self.last_step_run, "pending": pending + self._resubmit}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.failures = list(state_dict.get("failures", []))
         self.last_step_run = int(state_dict.get("last_step_run", -1))
+        self._resubmit = list(state_dict.get("pending", []))
 
 
 def shared_bank(trainer: L.Trainer, pl_module: L.LightningModule, sampler: tuple) -> dict:
@@ -156,14 +257,18 @@ def run_dir(trainer: L.Trainer, out_dir: str | None = None) -> Path:
 
 
 def publish(trainer: L.Trainer, pl_module: L.LightningModule, name: str, result: Result, *, out_dir: str | None,
-            log_gallery: bool) -> None:
-    """Hand a Result to the loggers, the run folder and the trainer's curve (the one way results leave a callback)."""
+            log_gallery: bool, at: Any = None) -> None:
+    """Hand a Result to the loggers, the run folder and the trainer's curve (the one way results leave a callback).
+
+    ``at``: the :class:`privgan.callbacks.asynchronous.Snapshot` an asynchronous attack ran on; the Result
+    is filed at its step and epoch, with its utility and ε, instead of the trainer's current ones.
+    """
     from privgan.reporting.result_files import save_result
     from privgan.reporting.wandb_helpers import log_result
 
-    tag = f"epoch_{trainer.current_epoch:03d}"
-    files = save_result(result, run_dir(trainer, out_dir) / name, tag)
-    log_result(trainer, name, result, files, log_gallery=log_gallery)
+    epoch = trainer.current_epoch if at is None else at.epoch
+    files = save_result(result, run_dir(trainer, out_dir) / name, f"epoch_{epoch:03d}")
+    log_result(trainer, name, result, files, log_gallery=log_gallery, step=None if at is None else at.step, epoch=epoch)
     for cb in trainer.callbacks:  # the curve (or anything else that collects results)
         if callable(getattr(cb, "add_result", None)):
-            cb.add_result(trainer, pl_module, name, result)
+            cb.add_result(trainer, pl_module, name, result, at=at)

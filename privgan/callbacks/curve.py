@@ -54,25 +54,31 @@ class PrivacyUtilityCurve(L.Callback):
         """Seconds of fit so far, across resumes."""
         return self._elapsed_before + (time.perf_counter() - self._t0 if self._t0 else 0.0)
 
-    def _utility(self, trainer: L.Trainer, result: Result) -> float:
-        logged = trainer.callback_metrics.get(self.utility_key)
+    def _utility(self, metrics: Any, result: Result) -> float:
+        logged = metrics.get(self.utility_key)
         if logged is not None:
             return float(logged)
         return float(result.values.get(self.utility_key.rsplit("/", 1)[-1], math.nan))
 
-    def add_result(self, trainer: L.Trainer, pl_module: L.LightningModule, name: str, result: Result) -> CurvePoint:
-        """Merge ``result`` into the point at the current step and rewrite the files."""
-        step = int(trainer.global_step)
+    def add_result(self, trainer: L.Trainer, pl_module: L.LightningModule, name: str, result: Result, *,
+                   at: Any = None) -> CurvePoint:
+        """Merge ``result`` into the point at the current step (an asynchronous attack's snapshot step) and rewrite the files."""
+        if at is None:
+            step, epoch, metrics, seconds = int(trainer.global_step), int(trainer.current_epoch), trainer.callback_metrics, self.elapsed()
+            epsilon, delta = privacy_spent(trainer, pl_module)
+            dp = getattr(pl_module, "_dp", None)
+            person = dp.identity_privacy() if dp is not None and hasattr(dp, "identity_privacy") else None
+        else:
+            step, epoch, metrics, seconds = at.step, at.epoch, at.metrics, at.fit_seconds
+            epsilon, delta = at.epsilon, at.delta
+            person = (at.epsilon_identity, at.delta_identity) if at.epsilon_identity is not None else None
         old = next((p for p in self.points if p.step == step), None)
-        epsilon, delta = privacy_spent(trainer, pl_module)
-        utility = self._utility(trainer, result)
+        utility = self._utility(metrics, result)
         if old is not None and math.isnan(utility):
             utility = old.utility
-        dp = getattr(pl_module, "_dp", None)
-        person = dp.identity_privacy() if dp is not None and hasattr(dp, "identity_privacy") else None
-        point = CurvePoint(step=step, epoch=int(trainer.current_epoch), utility_key=self.utility_key, utility=utility,
+        point = CurvePoint(step=step, epoch=epoch, utility_key=self.utility_key, utility=utility,
                            utility_higher_is_better=self.utility_higher_is_better, epsilon=epsilon, delta=delta,
-                           fit_seconds=self.elapsed(), results=dict(old.results) if old else {},
+                           fit_seconds=seconds, results=dict(old.results) if old else {},
                            epsilon_identity=person[0] if person else None,
                            delta_identity=person[1] if person else None).with_result(name, result)
         self.points = sorted([p for p in self.points if p.step != step] + [point], key=lambda p: p.step)

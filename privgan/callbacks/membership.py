@@ -24,6 +24,7 @@ class MembershipAttack(AttackCallback):
     """
 
     attack = "membership"
+    _local_only = AttackCallback._local_only + ("shadow_", "_pending_shadow")
 
     def __init__(self, *, config: MembershipConfig | None = None, shadow_factory: Callable[[], nn.Module] | None = None,
                  image_size: int | None = None, **kwargs: Any) -> None:

@@ -8,11 +8,11 @@ from typing import Any
 import lightning as L
 
 
-def log_scalars(trainer: L.Trainer, metrics: dict[str, float]) -> None:
-    """Scalars to every attached logger at the current global step."""
+def log_scalars(trainer: L.Trainer, metrics: dict[str, float], *, step: int | None = None) -> None:
+    """Scalars to every attached logger at ``step`` (default: the current global step)."""
     clean = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
     for lg in trainer.loggers:
-        lg.log_metrics(clean, step=trainer.global_step)
+        lg.log_metrics(clean, step=trainer.global_step if step is None else step)
 
 
 def wandb_loggers(trainer: L.Trainer) -> list[Any]:
@@ -24,10 +24,10 @@ def wandb_loggers(trainer: L.Trainer) -> list[Any]:
     return [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
 
 
-def log_image(trainer: L.Trainer, key: str, path: str | Path, caption: str) -> None:
-    """A PNG to W&B (other loggers get the file on disk only)."""
+def log_image(trainer: L.Trainer, key: str, path: str | Path, caption: str, *, step: int | None = None) -> None:
+    """A PNG to W&B (other loggers get the file on disk only), at ``step`` (default: the current global step)."""
     for lg in wandb_loggers(trainer):
-        lg.log_image(key=key, images=[str(path)], caption=[caption], step=trainer.global_step)
+        lg.log_image(key=key, images=[str(path)], caption=[caption], step=trainer.global_step if step is None else step)
 
 
 def log_table(trainer: L.Trainer, key: str, rows: list[dict[str, Any]], *, line: tuple[str, str] | None = None) -> None:
@@ -63,7 +63,8 @@ def log_artifact(trainer: L.Trainer, path: str | Path, *, name: str, kind: str, 
         lg.experiment.log_artifact(art)
 
 
-def log_roc(trainer: L.Trainer, key: str, curves: dict[str, tuple[Any, Any]], *, max_points: int = 200) -> None:
+def log_roc(trainer: L.Trainer, key: str, curves: dict[str, tuple[Any, Any]], *, max_points: int = 200,
+            step: int | None = None) -> None:
     """ROC curves (name -> (fpr, tpr)) as one W&B line-series chart; FPR points thinned to ``max_points``."""
     loggers = wandb_loggers(trainer)
     if not loggers or not curves:
@@ -75,7 +76,7 @@ def log_roc(trainer: L.Trainer, key: str, curves: dict[str, tuple[Any, Any]], *,
     ys = [np.interp(grid, np.asarray(f, float), np.asarray(t, float)).round(5).tolist() for f, t in curves.values()]
     chart = wandb.plot.line_series(xs=grid.round(6).tolist(), ys=ys, keys=list(curves), title=f"{key} (ROC)", xname="false positive rate")
     for lg in loggers:
-        lg.experiment.log({key: chart, "trainer/global_step": trainer.global_step})
+        lg.experiment.log({key: chart, "trainer/global_step": trainer.global_step if step is None else step})
 
 
 def log_run_config(trainer: L.Trainer, config: dict[str, Any]) -> None:
@@ -89,13 +90,18 @@ def log_run_config(trainer: L.Trainer, config: dict[str, Any]) -> None:
             warnings.warn(f"{type(lg).__name__} did not take the run config: {e}", stacklevel=2)
 
 
-def log_result(trainer: L.Trainer, name: str, result: Any, files: dict[str, Path], *, log_gallery: bool = False) -> None:
-    """A Result to the loggers: its scalars everywhere; to W&B its ROC chart and plot, and its gallery only if asked (real faces)."""
-    log_scalars(trainer, result.metrics(name=name))
+def log_result(trainer: L.Trainer, name: str, result: Any, files: dict[str, Path], *, log_gallery: bool = False,
+               step: int | None = None, epoch: int | None = None) -> None:
+    """A Result to the loggers: its scalars everywhere; to W&B its ROC chart and plot, and its gallery only if asked (real faces).
+
+    ``step`` / ``epoch``: where the attacked model was (an asynchronous attack's snapshot); default the trainer's now.
+    """
+    epoch = trainer.current_epoch if epoch is None else epoch
+    log_scalars(trainer, result.metrics(name=name), step=step)
     if result.scores:
         from privgan.metrics.roc import roc_curve
 
-        log_roc(trainer, f"privacy/{name}_roc", {k: roc_curve(s, l)[:2] for k, (s, l) in result.scores.items()})
-        log_image(trainer, f"privacy/{name}_roc_plot", files["roc"], f"epoch {trainer.current_epoch}: ROC, linear and log axes")
+        log_roc(trainer, f"privacy/{name}_roc", {k: roc_curve(s, l)[:2] for k, (s, l) in result.scores.items()}, step=step)
+        log_image(trainer, f"privacy/{name}_roc_plot", files["roc"], f"epoch {epoch}: ROC, linear and log axes", step=step)
     if log_gallery and "gallery" in files:
-        log_image(trainer, f"privacy/{name}_gallery", files["gallery"], f"epoch {trainer.current_epoch}: {name} gallery")
+        log_image(trainer, f"privacy/{name}_gallery", files["gallery"], f"epoch {epoch}: {name} gallery", step=step)
