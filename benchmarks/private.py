@@ -352,19 +352,25 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=2, help="fine-tunes run side by side, one torch thread each")
     a = p.parse_args()
     out = Path(a.out)
+    for part, fn in (("split", split_part), ("gan", gan_part)):
+        if part in a.parts:
+            save_part(part, *fn(out, a))
+
+
+def save_part(part: str, numbers: dict, cost: dict) -> None:
+    """Merge one part's numbers into private.json (read just before writing: the parts may run as separate processes)."""
     res_path = RESULTS / "private.json"
     result = json.loads(res_path.read_text()) if res_path.is_file() else {}
-    result.setdefault("cost", {})
-    if "split" in a.parts:
-        result["split"], result["cost"]["split"] = split_part(out, a)
-    if "gan" in a.parts:
-        result["gan"], result["cost"]["gan"] = gan_part(out, a)
+    result[part] = numbers
+    result.setdefault("cost", {})[part] = cost
+    result.setdefault("split", None)
     result.setdefault("gan", {"balanced": None, "overrepresented": None, "note": "not measured yet (--parts gan)"})
     RESULTS.mkdir(parents=True, exist_ok=True)
-    res_path.write_text(json.dumps(result, indent=1, default=float))
+    tmp = res_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=1, default=float))
+    tmp.replace(res_path)
     (RESULTS / "private.md").write_text(markdown(result))
-    print(json.dumps(result, indent=1, default=float))
-
+    print(json.dumps({part: numbers, "cost": cost}, indent=1, default=float))
 
 if __name__ == "__main__":
     main()

@@ -81,7 +81,7 @@ class PrivganCLI(LightningCLI):
             return
         root = Path(self.trainer.default_root_dir)
         try:
-            self._lock = RunFolderLock(root).acquire()
+            self._lock = RunFolderLock(root).acquire(share_with_children=True)  # ddp_spawn ranks run inside it
         except RunFolderBusy as e:
             raise SystemExit(f"privgan fit: {e}") from None
         if overwrite or cfg.get("ckpt_path") is not None:

@@ -86,10 +86,38 @@ def read_lock(folder: str | os.PathLike) -> dict[str, Any] | None:
         return None
 
 
+def _ancestors() -> set[int]:
+    """The pids of this process's parent, its parent, and so on (Linux /proc; just the parent elsewhere)."""
+    out, pid = set(), os.getppid()
+    while pid > 1 and pid not in out:
+        out.add(pid)
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            break
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+    return out
+
+
+#: Set by a lock taken with ``share_with_children``: "<pid>:<folder>"; processes it starts (``ddp_spawn`` ranks) inherit it.
+SHARED_LOCK_ENV = "PRIVGAN_RUN_LOCK"
+
+
+def _same_run(held: dict[str, Any], folder: str | os.PathLike) -> bool:
+    """Whether a lock record is this process's, or was shared with it by the process that started it (the DDP ranks
+    that ``privgan fit --trainer.strategy ddp_spawn`` spawns run inside the CLI's lock)."""
+    if held.get("host") != socket.gethostname():
+        return False
+    if held["pid"] == os.getpid():
+        return True
+    shared = os.environ.get(SHARED_LOCK_ENV, "")
+    return shared == f"{held['pid']}:{Path(folder).resolve()}" and held["pid"] in _ancestors()
+
+
 def lock_holder(folder: str | os.PathLike) -> dict[str, Any] | None:
-    """The *other* live process that holds ``folder`` (None when free, stale, or held by this process)."""
+    """The *other* live process that holds ``folder`` (None when free, stale, or held by this run's own processes)."""
     held = read_lock(folder)
-    if held is None or (held["pid"] == os.getpid() and held.get("host") == socket.gethostname()):
+    if held is None or _same_run(held, folder):
         return None
     if held.get("host") == socket.gethostname() and not _pid_alive(held["pid"]):
         return None
@@ -120,9 +148,12 @@ class RunFolderLock:
         self.path = self.folder / LOCK_NAME
         self.acquired = False
 
-    def acquire(self) -> "RunFolderLock":
+    def acquire(self, *, share_with_children: bool = False) -> "RunFolderLock":
+        """Take the lock (``share_with_children``: processes this one starts, e.g. ``ddp_spawn`` ranks, may hold it too)."""
         if self.acquired:
             return self
+        if share_with_children:
+            os.environ[SHARED_LOCK_ENV] = f"{os.getpid()}:{self.folder}"
         self.folder.mkdir(parents=True, exist_ok=True)
         if RunFolderLock._held.get(self.folder, 0) > 0 and lock_holder(self.folder) is None:
             RunFolderLock._held[self.folder] += 1
@@ -133,6 +164,12 @@ class RunFolderLock:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
+                mine = read_lock(self.folder)
+                if mine is not None and mine["pid"] != os.getpid() and _same_run(mine, self.folder):
+                    # the launching process holds it (a spawned DDP rank): share it, leave the file to its owner
+                    RunFolderLock._held[self.folder] = RunFolderLock._held.get(self.folder, 0) + 1
+                    self.acquired = True
+                    return self
                 held = lock_holder(self.folder)
                 if held is not None:
                     raise RunFolderBusy(_busy_message(self.folder, held)) from None
@@ -160,6 +197,8 @@ class RunFolderLock:
         if held is not None and held["pid"] == os.getpid():
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
+            if os.environ.get(SHARED_LOCK_ENV) == f"{os.getpid()}:{self.folder}":
+                os.environ.pop(SHARED_LOCK_ENV)
 
     def __enter__(self) -> "RunFolderLock":
         return self.acquire()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -335,3 +336,18 @@ def test_an_empty_or_binary_recipe_is_named(tmp_path, content):
     with pytest.raises(SystemExit) as e:
         cli_main(["fit", "--config", str(RECIPE), "--config", str(bad)])
     assert str(bad) in str(e.value) and any(w in str(e.value) for w in ("empty", "binary", "not a mapping")), str(e.value)
+
+
+@pytest.mark.ddp
+def test_fit_on_two_spawned_processes_runs_inside_the_clis_run_folder_lock(tmp_path, small_face_tree):
+    """privgan fit --trainer.strategy dp_ddp_spawn: the spawned rank 0 writes the curve in the folder the CLI locked
+    (it used to refuse its own run: "run folder ... is in use by another privgan run")."""
+    run = tmp_path / "run"
+    tiny = tiny_recipe(tmp_path, small_face_tree, epochs=1)
+    r = privgan("fit", "--config", str(RECIPE), "--config", str(tiny), "--config", str(ROOT / "recipes/split_lfw_dp.yaml"),
+                f"--trainer.default_root_dir={run}", "--trainer.accelerator=cpu", "--trainer.devices=2",
+                "--trainer.strategy=dp_ddp_spawn", "--trainer.logger=false", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (point,) = load_curve(run)
+    assert math.isfinite(point.epsilon) and {"membership", "inversion"} <= set(point.results)
+    assert not (run / ".privgan.lock").exists()

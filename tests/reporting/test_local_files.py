@@ -140,3 +140,24 @@ def test_run_folder_lock_refuses_a_live_holder_takes_over_a_dead_one_and_is_reen
     finally:
         alive.kill()
         alive.wait()
+
+
+def test_a_lock_shared_with_children_lets_the_processes_it_starts_in_and_no_one_else(tmp_path):
+    """privgan fit shares its lock with the DDP ranks it spawns; a child that was not given it, or another folder, is refused."""
+    run, other = tmp_path / "run", tmp_path / "other"
+    code = ("import sys; from privgan.reporting.local_files import RunFolderLock, RunFolderBusy\n"
+            "try:\n    RunFolderLock(sys.argv[1]).acquire().release()\nexcept RunFolderBusy as e:\n    print(e); sys.exit(3)")
+
+    def child(folder, env=None):
+        return subprocess.run([sys.executable, "-c", code, str(folder)], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                              env=env).returncode
+
+    with RunFolderLock(run).acquire(share_with_children=True) as lock:
+        assert child(run) == 0  # a process this one started (it inherits the shared lock)
+        assert json.loads((run / ".privgan.lock").read_text())["pid"] == os.getpid()  # the owner's file left alone
+        clean = {k: v for k, v in os.environ.items() if k != "PRIVGAN_RUN_LOCK"}
+        assert child(run, clean) == 3  # a child not given the lock
+        with RunFolderLock(other):
+            pass
+        assert lock.acquired
+    assert "PRIVGAN_RUN_LOCK" not in os.environ and not (run / ".privgan.lock").exists()
