@@ -8,7 +8,7 @@ STAMP := $(VENV)/.privgan-installed
 export WANDB_MODE ?= offline
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install browser demo test test-all bench-lfw bench-split bench-gan bench-release bench-resume bench-private bench-attacks clean
+.PHONY: install browser demo test test-all bench-lfw bench-split bench-gan bench-release bench-resume bench-private bench-attacks bench-scale clean
 
 install: $(STAMP)
 
@@ -76,6 +76,11 @@ bench-private: $(STAMP)
 # data-free, linkage, model inversion, one-run audit (writes benchmarks/results/attacks.json).
 bench-attacks: $(STAMP)
 	$(PY) benchmarks/attacks.py
+
+# Scale-out and monitoring cost (issue 12): images/s on 1 and 2 processes (ddp_spawn / dp_ddp_spawn, gloo), with
+# and without DP; attack share of the fit, synchronous and asynchronous (writes benchmarks/results/scale.json).
+bench-scale: $(STAMP)
+	$(PY) benchmarks/scale.py
 
 clean:
 	rm -rf runs .pytest_cache
