@@ -129,13 +129,13 @@ def split_part(out: Path, a: argparse.Namespace) -> tuple[dict, dict]:
              f"--data.init_args.exclude_people_of=[{study}]", f"--trainer.default_root_dir={public}",
              f"--trainer.max_epochs={a.public_epochs}"], out / "split_public.log")
     cb = finetune_recipe(out, public / "checkpoints" / "last.ckpt", a.epochs)
-    variants = {
-        "nonprivate": ["--model.init_args.dp=null"],
-        "dp_photo": ["--model.init_args.dp.noise_multiplier=null", f"--model.init_args.dp.target_epsilon={a.target_epsilon}",
-                     "--model.init_args.dp.unit=photo"],
-        "dp_identity": ["--model.init_args.dp.noise_multiplier=null", f"--model.init_args.dp.target_epsilon={a.target_epsilon}",
-                        "--model.init_args.dp.unit=identity"],
-    }
+    def dp_overlay(unit: str) -> list[str]:  # a YAML file: a null noise_multiplier on the command line is refused
+        path = out / f"split_dp_{unit}.yaml"
+        path.write_text(yaml.safe_dump({"model": {"init_args": {"dp": {
+            "noise_multiplier": None, "target_epsilon": a.target_epsilon, "unit": unit}}}}))
+        return ["--config", str(path)]
+
+    variants = {"nonprivate": ["--model.init_args.dp=null"], "dp_photo": dp_overlay("photo"), "dp_identity": dp_overlay("identity")}
     rows = {}
     for name, extra in variants.items():
         d = out / f"split_{name}"
