@@ -169,7 +169,7 @@ class AttackCallback(L.Callback):
 
     # -- asynchronous attacks --------------------------------------------------------------------
     def run_async(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Snapshot the module now and attack the snapshot in the worker thread; training goes on."""
+        """Snapshot the module now and attack the snapshot in the worker process; training goes on."""
         from privgan.callbacks.asynchronous import take_snapshot
 
         self.last_step_run = trainer.global_step
