@@ -272,6 +272,12 @@ def cmd_report(argv: list[str]) -> int:
     return report_main(argv)
 
 
+def cmd_prior(argv: list[str]) -> int:
+    from privgan.cli.prior import main as prior_main
+
+    return prior_main(argv)
+
+
 def cmd_attack(argv: list[str]) -> int:
     from privgan.cli.attack import main as attack_main
 
@@ -280,6 +286,7 @@ def cmd_attack(argv: list[str]) -> int:
 
 SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {
     "attack": cmd_attack,
+    "prior": cmd_prior,
     "report": cmd_report,
     "release-check": cmd_release_check,
     "sweep": cmd_sweep,
@@ -300,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         print("         data split --config RECIPE --out manifest.json  (draw a recipe's split without training)")
         print("         attack NAME --checkpoint CKPT [--config RECIPE | --references DIR]  (run a registered attack post hoc;")
         print("                privgan attack --help lists them)")
+        print("         prior --config GAN_RECIPE ...  (train the attacks' face prior once, cached by its recipe; prints its checkpoint)")
         print("         report RUN_OR_SWEEP_DIR [--screenshot page.png]  (HTML page of the curve, verdicts, timings)")
         print("         release-check --checkpoint G --references TRAIN_IDS [--n 10000 --far 1e-3]  (exit 1 if any sample is blocked)")
     run_lightning(argv)
