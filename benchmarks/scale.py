@@ -21,7 +21,6 @@ noisy: ratios within one run are reported beside the absolute figures.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import os
@@ -31,20 +30,13 @@ import time
 from pathlib import Path
 
 import yaml
-from table_format import fmt  # benchmarks/ is on the path when a script runs
+from gan_leakage import merge  # benchmarks/ is on the path when a script runs
+from table_format import fmt
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 MODELS = {"split": ("recipes/split_lfw.yaml", "recipes/split_lfw_dp.yaml"), "gan": ("recipes/gan_lfw.yaml", "recipes/gan_lfw_dp.yaml")}
 ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", WANDB_MODE="offline")
-
-
-def merge(base: dict, over: dict) -> dict:
-    """Recipe overlay as LightningCLI applies it: mappings merge, everything else is replaced."""
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
-    return out
 
 
 def recipe(paths: list[str], *, epochs: int, attacks: str, root: Path) -> Path:
