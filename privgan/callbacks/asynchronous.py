@@ -80,7 +80,7 @@ def _quiet_dp_hooks(module: Any) -> None:
 
 def take_snapshot(trainer: L.Trainer, pl_module: L.LightningModule) -> Snapshot:
     """The module copied now, with the step, epoch, logged scalars, ε / δ and fit time of this moment."""
-    from privgan.callbacks.curve import privacy_spent
+    from privgan.callbacks.privacy_spent import privacy_spent
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
     eps, delta = privacy_spent(trainer, pl_module)

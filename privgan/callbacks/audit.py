@@ -13,7 +13,7 @@ from torch.utils.data import ConcatDataset, DataLoader, TensorDataset
 
 from privgan.attacks.audit import AuditConfig, audit_scores, canary_labels, include_half
 from privgan.callbacks.base import publish
-from privgan.callbacks.curve import privacy_spent
+from privgan.callbacks.privacy_spent import privacy_spent
 
 log = logging.getLogger(__name__)
 

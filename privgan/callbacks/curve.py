@@ -12,6 +12,7 @@ import lightning as L
 
 from privgan.attacks.result import Result
 from privgan.callbacks.base import run_dir
+from privgan.callbacks.privacy_spent import privacy_spent
 from privgan.reporting.points import DEFAULT_KEYS, CurvePoint, save_curve
 
 
@@ -184,15 +185,3 @@ def earlier_steps(path: str | Path) -> list[int]:
         return [int(p["step"]) for p in data.get("points", [])]
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return []
-
-
-def privacy_spent(trainer: L.Trainer, pl_module: L.LightningModule) -> tuple[float, float | None]:
-    """(ε, δ) so far: a DP callback's (``DPSGDCallback``), else the module's ``privacy_spent()``, else its logged
-    ``dp/epsilon`` and ``dp/delta``; (inf, None) if not private."""
-    for cb in trainer.callbacks:
-        if getattr(cb, "is_dp_callback", False) and callable(getattr(cb, "privacy_spent", None)):
-            return cb.privacy_spent()
-    if callable(getattr(pl_module, "privacy_spent", None)):
-        return pl_module.privacy_spent()
-    eps, delta = trainer.callback_metrics.get("dp/epsilon"), trainer.callback_metrics.get("dp/delta")
-    return (float(eps) if eps is not None else math.inf), (float(delta) if delta is not None else None)
