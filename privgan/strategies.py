@@ -12,7 +12,7 @@ from typing import Any
 from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
 from torch import nn
 
-from privgan.defences.distributed import broadcast_buffers, dp_in_use
+from privgan.defences.distributed import broadcast_buffers, broadcast_parameters, dp_in_use
 
 
 class DPDDPStrategy(DDPStrategy):
@@ -24,12 +24,19 @@ class DPDDPStrategy(DDPStrategy):
     broadcasts rank 0's parameters; buffers are broadcast here too) and leaves the sync to its
     DistributedDPOptimizer, which privgan selects (see :func:`privgan.defences.dp.make_private`):
     clipped per-example gradients are summed on every rank, noise is added on rank 0 only, and one
-    all-reduce gives every rank the same noised mean. Without DP the strategy is plain DDP.
+    all-reduce gives every rank the same noised mean. Without DP the strategy is plain DDP, except for a
+    module with ``syncs_own_gradients = True`` (privgan's GAN), which is left unwrapped and syncs itself.
     """
 
     def _setup_model(self, model: nn.Module) -> nn.Module:
         trainer = getattr(self.lightning_module, "_trainer", None)
         if not dp_in_use(trainer, self.lightning_module):
+            if getattr(self.lightning_module, "syncs_own_gradients", False):
+                # e.g. privgan's GAN: two backward passes a step that share D, which torch's DDP reducer refuses;
+                # the module all-reduces its own gradients, so the ranks only need to start equal
+                broadcast_parameters(model)
+                broadcast_buffers(model)
+                return model
             return super()._setup_model(model)
         from opacus.distributed import DifferentiallyPrivateDistributedDataParallel as DPDDP
 

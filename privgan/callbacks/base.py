@@ -98,11 +98,25 @@ class AttackCallback(L.Callback):
         return (epoch + 1) % self.every_n_epochs == 0 or last or trainer.should_stop
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+        if trainer.sanity_checking:
             return
-        self.collect(trainer, pl_module)
-        if not self.should_run(trainer):
-            return
+        from privgan.callbacks.ddp_coordination import attack_on_rank_zero, distributed
+
+        if distributed(trainer):  # every rank meets the same collectives; rank 0 attacks
+            attack_on_rank_zero(self, trainer, pl_module)
+        elif trainer.is_global_zero:
+            self.epoch_end_here(trainer, pl_module)
+
+    def share_work(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Under DDP, on every rank before rank 0 attacks: this rank's share of the attack's parallel work (none by default)."""
+
+    def epoch_end_here(self, trainer: L.Trainer, pl_module: L.LightningModule, *, decided: bool = False) -> None:
+        """This process's attack at an epoch end: publish finished asynchronous ones, then attack when it is time
+        (``decided``: the DDP path has already collected and decided)."""
+        if not decided:
+            self.collect(trainer, pl_module)
+            if not self.should_run(trainer):
+                return
         if self.asynchronous:
             self.run_async(trainer, pl_module)
         else:
@@ -126,14 +140,8 @@ class AttackCallback(L.Callback):
         return self._run(self.target(module), module, view, epoch, resources)
 
     def _run(self, target: Any, module: Any, view: AttackerView, epoch: int, resources: dict[str, Any]) -> Result:
-        was_training = module.training
-        context = getattr(module, "attack_context", contextlib.nullcontext)
-        try:
-            with context():
-                module.eval()
-                return run_attack(self.attack, target, view, self.run_config(epoch), resources=resources)
-        finally:
-            module.train(was_training)
+        with attack_mode(module):
+            return run_attack(self.attack, target, view, self.run_config(epoch), resources=resources)
 
     #: Attributes that stay in the training process when the callback is sent to an asynchronous attack's worker.
     _local_only: ClassVar[tuple[str, ...]] = ("_worker", "_view", "last_result", "_resubmit")
@@ -230,6 +238,19 @@ class AttackCallback(L.Callback):
         self.failures = list(state_dict.get("failures", []))
         self.last_step_run = int(state_dict.get("last_step_run", -1))
         self._resubmit = list(state_dict.get("pending", []))
+
+
+@contextlib.contextmanager
+def attack_mode(module: Any):
+    """The module in eval mode under its own ``attack_context`` (if any) while attacked; its mode restored after."""
+    was_training = module.training
+    context = getattr(module, "attack_context", contextlib.nullcontext)
+    try:
+        with context():
+            module.eval()
+            yield module
+    finally:
+        module.train(was_training)
 
 
 def shared_bank(trainer: L.Trainer, pl_module: L.LightningModule, sampler: tuple) -> dict:

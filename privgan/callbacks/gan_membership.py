@@ -20,3 +20,6 @@ class GanMembershipAttack(GanAttackCallback):
 
     def __init__(self, *, config: GanMembershipConfig | None = None, **kwargs: Any) -> None:
         super().__init__(config=config, **kwargs)
+
+    def bank_needs(self, epoch: int) -> list[tuple[int, int, str, dict]]:
+        return super().bank_needs(epoch) if self.run_config(epoch).ganleaks_embed else []

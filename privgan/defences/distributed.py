@@ -126,6 +126,15 @@ def all_reduce_mean_grads(params: Sequence[torch.nn.Parameter], weight: float) -
     return float(total.item())
 
 
+def broadcast_parameters(module: torch.nn.Module, src: int = 0) -> None:
+    """Copy ``module``'s parameters from rank ``src`` to all ranks (what DDP does once when it wraps a model)."""
+    import torch.distributed as dist
+
+    with torch.no_grad():
+        for p in module.parameters():
+            dist.broadcast(p.data, src)
+
+
 def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
     """Copy ``module``'s buffers from rank ``src`` to all ranks (what DDP's ``broadcast_buffers`` does each forward)."""
     import torch.distributed as dist

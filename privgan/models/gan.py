@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -88,6 +89,18 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x)).squeeze(1)
+
+    def __reduce_ex__(self, protocol: Any) -> tuple:
+        """Pickled as its settings and weights: torch refuses to pickle spectral-norm parametrizations, and
+        Lightning's ``ddp_spawn`` pickles the module to start its processes (deepcopy goes this way too)."""
+        return _rebuild_discriminator, (self.image_size, self.width, self.norm, self.state_dict(), self.training)
+
+
+def _rebuild_discriminator(image_size: int, width: int, norm: str, state: dict, training: bool) -> Discriminator:
+    """A pickled :class:`Discriminator` back: same settings, same weights and spectral-norm state, same mode."""
+    d = Discriminator(image_size=image_size, width=width, norm=norm)
+    d.load_state_dict(state)
+    return d.train(training)
 
 
 class ExportedGenerator(nn.Module):

@@ -58,8 +58,24 @@ class GAN(DPLifecycleMixin, L.LightningModule):
     per-sample hooks off and its parameters frozen so no G-step gradient reaches D's update.
     On several processes under DP (strategy ``dp_ddp*``) D's gradients are synced by Opacus's
     distributed optimizer (noise once), G's are averaged over the global batch by privgan, and
-    every rank takes both steps on every batch, empty ones included.
+    every rank takes both steps on every batch, empty ones included. Without DP (strategy ``dp_ddp*``
+    too) both networks' gradients are averaged over the global batch by privgan.
     """
+
+    #: Two backward passes a step share D, which torch's DDP reducer refuses: on several processes the GAN
+    #: all-reduces its own gradients, and privgan's ``dp_ddp`` strategies leave it unwrapped (see docs/scaling.md).
+    syncs_own_gradients = True
+
+    def on_fit_start(self) -> None:
+        """Refuse torch's DDP wrapper (Lightning's ``ddp`` / ``ddp_spawn``) with a message naming the fix."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        if isinstance(self.trainer.strategy.model, DistributedDataParallel):
+            raise ValueError("trainer.strategy: the GAN syncs its own gradients on several processes (two backward passes "
+                             "a step share D, which torch's DDP reducer refuses); use privgan's dp_ddp, dp_ddp_spawn or "
+                             "dp_ddp_fork (with or without DP)")
+        super().on_fit_start()
+
 
     def __init__(
         self,
@@ -228,8 +244,12 @@ class GAN(DPLifecycleMixin, L.LightningModule):
                 self.log("train/r1", r1.detach(), on_step=False, on_epoch=True, batch_size=n)
         self._check_finite(loss_d, "discriminator", batch_idx)
         self.manual_backward(loss_d)
-        opt_d.step()
-        distributed = self._dp is not None and self.trainer.world_size > 1
+        distributed = self.trainer.world_size > 1
+        if distributed and self._dp is None:  # without DP nothing else syncs D (DP: Opacus's DistributedDPOptimizer)
+            if all_reduce_mean_grads(list(self.discriminator.parameters()), n) > 0:
+                opt_d.step()
+        else:
+            opt_d.step()
         if n == 0 and not distributed:
             return None
         if n:
@@ -268,10 +288,10 @@ class GAN(DPLifecycleMixin, L.LightningModule):
         return None
 
     def _sync_generator(self, n: int) -> bool:
-        """Under DP on several processes (dp_ddp: no DDP reducer) average G's gradients over the global batch.
+        """On several processes (dp_ddp: no DDP reducer) average G's gradients over the global batch.
 
         Every rank joins, an empty batch with zero gradients; False (no rank steps G) when the global
-        batch is empty. D's gradients are Opacus's DistributedDPOptimizer's to sync.
+        batch is empty. Under DP, D's gradients are Opacus's DistributedDPOptimizer's to sync.
         """
         return all_reduce_mean_grads(list(self.generator.parameters()), n) > 0
 

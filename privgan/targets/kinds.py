@@ -57,9 +57,13 @@ class GanTarget:
         return (f"{share:.1%} of the sample pixels are saturated at 0 or 1: is the latent distribution right "
                 "(latent_distribution: normal | uniform) and the output range (output_range: tanh | unit)?")
 
+    def embedding_key(self, n: int, embedder: Any, *, seed: int = 0) -> tuple:
+        """Where ``embeddings(n, embedder, seed)`` is kept in ``bank`` (DDP ranks fill it block by block)."""
+        return ("embeddings", n, seed, getattr(embedder, "name", type(embedder).__name__))
+
     def embeddings(self, n: int, embedder: Any, *, seed: int = 0) -> torch.Tensor:
         """Identity embeddings of ``draw(n, seed)``, computed once per embedder."""
-        key = ("embeddings", n, seed, getattr(embedder, "name", type(embedder).__name__))
+        key = self.embedding_key(n, embedder, seed=seed)
         if key not in self.bank:
             from privgan.faces.embedders import embed_batched
 

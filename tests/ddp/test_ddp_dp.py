@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import lightning as L
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -121,3 +122,28 @@ def test_dp_gan_ranks_agree_and_step_together_through_empty_batches(tmp_path):
     assert torch.equal(r0["end"], r1["end"])  # G, its EMA and D alike
     assert all(torch.equal(a, b) for a, b in zip(r0["buffers"], r1["buffers"]))  # G's BatchNorm statistics too
     assert r0["epsilon"] == pytest.approx(opacus_epsilon(1.0, 1 / 16, 16), rel=1e-6)
+
+
+class SeedPerRank(L.Callback):
+    """Each rank's latent draws differ (as in the wild), so only privgan's gradient sync can keep the ranks equal."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        torch.manual_seed(2000 + trainer.global_rank)
+
+
+def test_without_dp_a_gan_on_two_ranks_averages_both_networks_and_ends_equal(tmp_path):
+    """Two backward passes a step share D, which torch's DDP reducer refuses: the GAN syncs itself under dp_ddp."""
+    trainer = ddp_trainer(tmp_path, "gan_plain", max_epochs=1, callbacks=[SeedPerRank()])
+    trainer.fit(GAN(image_size=32, latent_dim=8, g_width=4, d_width=4, r1_gamma=1.0), TinyImages(n=32, batch_size=4, size=32))
+    r0, r1 = read_reports(tmp_path, "gan_plain")
+    assert r0["batch_sizes"] == r1["batch_sizes"] == [4] * 4  # Lightning's sampler: 32 images / 2 ranks / batch 4
+    assert not torch.equal(r0["start"], r0["end"])
+    assert torch.equal(r0["start"], r1["start"])  # rank 0's initial weights broadcast
+    assert torch.equal(r0["end"], r1["end"])  # G, its EMA and D (spectral norm, R1) alike
+    assert all(torch.equal(a, b) for a, b in zip(r0["buffers"], r1["buffers"]))
+
+
+def test_plain_ddp_is_refused_for_a_gan_with_the_strategy_to_use(tmp_path):
+    trainer = ddp_trainer(tmp_path, "gan_ddp", max_epochs=1, strategy_class=DDPStrategy)
+    with pytest.raises(Exception, match=r"trainer\.strategy: the GAN syncs its own gradients.*use privgan's dp_ddp"):
+        trainer.fit(GAN(image_size=32, latent_dim=8, g_width=4, d_width=4), TinyImages(n=32, batch_size=4, size=32))

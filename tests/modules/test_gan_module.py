@@ -207,3 +207,18 @@ def test_person_level_dp_on_the_discriminator(tmp_path):
     assert isinstance(m._dp.optimizer, IdentityDPOptimizer) and m._dp.sample_rate == pytest.approx(0.5)
     assert float(tr.callback_metrics["dp/epsilon_identity"]) == pytest.approx(identity_epsilon(1.0, 0.5, 4, 1e-5, "rdp"),
                                                                               rel=1e-6)
+
+
+def test_a_spectral_norm_gan_pickles_with_its_weights_and_norm_state_for_ddp_spawn():
+    """ddp_spawn pickles the module; torch refuses to pickle spectral-norm parametrizations, so D pickles as settings + state."""
+    import pickle
+
+    gan = GAN(image_size=32, latent_dim=8, g_width=4, d_width=4)
+    x = torch.rand(3, 3, 32, 32) * 2 - 1
+    gan.discriminator(x)  # one training-mode pass moves the power-iteration vectors away from their start
+    gan.eval()
+    back = pickle.loads(pickle.dumps(gan))
+    assert back.hparams.d_norm == "spectral" and not back.discriminator.training
+    assert torch.equal(back.discriminator(x), gan.discriminator(x))
+    for (k, a), (_, b) in zip(gan.discriminator.state_dict().items(), back.discriminator.state_dict().items()):
+        assert torch.equal(a, b), k
