@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import math
 import multiprocessing
+import pickle
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,11 +103,12 @@ def snapshot_from_state(state: dict[str, Any], pl_module: L.LightningModule) -> 
                     module=module)
 
 
-def attack_in_worker(callback: Any, module: Any, view: Any, epoch: int, resources: dict[str, Any], threads: int) -> Any:
+def attack_in_worker(payload: bytes, threads: int) -> Any:
     """Run in the worker process: the callback's attack on the snapshot module (``AttackCallback.attack_module``)."""
     import torch
 
     torch.set_num_threads(max(1, threads))
+    callback, module, view, epoch, resources = pickle.loads(payload)
     return callback.attack_module(module, view, epoch, resources)
 
 
@@ -121,7 +123,11 @@ class AttackWorker:
     def submit(self, snapshot: Snapshot, callback: Any, view: Any, resources: dict[str, Any]) -> None:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-        fut = self._pool.submit(attack_in_worker, callback, snapshot.module, view, snapshot.epoch, resources, self.threads)
+        # Pickled here, now, by value: the executor would pickle its arguments later in a feeder thread, through
+        # torch's multiprocessing reductions, which move each tensor's storage into shared memory in place; the
+        # view's tensors can be the training data's, swapped while a DataLoader reads them (seen: a NaN loss).
+        payload = pickle.dumps((callback, snapshot.module, view, snapshot.epoch, resources), protocol=pickle.HIGHEST_PROTOCOL)
+        fut = self._pool.submit(attack_in_worker, payload, self.threads)
         self.pending.append((snapshot, fut))
 
     def done(self) -> list[tuple[Snapshot, Future]]:
