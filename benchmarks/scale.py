@@ -101,7 +101,9 @@ def throughput_part(a: argparse.Namespace, out: Path) -> dict:
                 root = out / f"throughput_{model}_{key}"
                 cfg = recipe([base] + ([dp] if private else []), epochs=epochs, attacks="none", root=root)
                 extra = [] if procs == 1 else ["--trainer.accelerator=cpu", "--trainer.devices=2",
-                                               f"--trainer.strategy={'dp_ddp_spawn' if private else 'ddp_spawn'}"]
+                                               # privgan's strategy: Lightning's DDP for the split classifier without
+                                               # DP; the GAN syncs its own gradients (plain DDP is refused for it)
+                                               "--trainer.strategy=dp_ddp_spawn"]
                 t = fit(cfg, extra, out / f"throughput_{model}_{key}.log")
                 res[model][key] = t["n_train"] * epochs / t["train_seconds_without_attacks"] if t["n_train"] else math.nan
                 res[model][f"{key}_seconds"] = t["train_seconds_without_attacks"]

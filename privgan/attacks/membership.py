@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -129,25 +129,43 @@ class ShadowModels:
             self.models_ = [factory() for _ in range(k)]
         self.optimizers_ = [torch.optim.Adam(m.parameters(), lr=lr, weight_decay=weight_decay) for m in self.models_]
         self.epochs_ = 0
-        self._gen = torch.Generator().manual_seed(seed + 1)
+        # one generator per model: a model's batches do not depend on which others are trained, or where (DDP ranks)
+        self._gens = [torch.Generator().manual_seed(seed + 1 + 1000 * j) for j in range(k)]
 
-    def train(self, epochs: int = 1) -> None:
-        """Train every reference model ``epochs`` more epochs on its half."""
+    def train(self, epochs: int = 1, *, only: Sequence[int] | None = None) -> None:
+        """Train every reference model (or those in ``only``: a DDP rank's share) ``epochs`` more epochs on its half."""
+        chosen = range(self.k) if only is None else only
         for _ in range(epochs):
-            for model, opt, mask in zip(self.models_, self.optimizers_, self.in_mask):
-                model.train()
-                idx = mask.nonzero().squeeze(1)
-                idx = idx[torch.randperm(len(idx), generator=self._gen)]
-                for i in range(0, len(idx), self.batch_size):
-                    b = idx[i : i + self.batch_size]
-                    x, y = self.images[b], self.labels[b]
-                    if self.augment_flip:
-                        flip = torch.rand(len(b), generator=self._gen) < 0.5
-                        x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-                    opt.zero_grad(set_to_none=True)
-                    F.cross_entropy(model(x), y).backward()
-                    opt.step()
+            for j in chosen:
+                self._train_one_epoch(j)
             self.epochs_ += 1
+
+    def _train_one_epoch(self, j: int) -> None:
+        model, opt, mask, gen = self.models_[j], self.optimizers_[j], self.in_mask[j], self._gens[j]
+        model.train()
+        idx = mask.nonzero().squeeze(1)
+        idx = idx[torch.randperm(len(idx), generator=gen)]
+        for i in range(0, len(idx), self.batch_size):
+            b = idx[i : i + self.batch_size]
+            x, y = self.images[b], self.labels[b]
+            if self.augment_flip:
+                flip = torch.rand(len(b), generator=gen) < 0.5
+                x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+
+    def model_state(self, j: int) -> dict:
+        """Model ``j``'s weights, optimiser and batch generator (what a DDP rank sends rank 0 after training it)."""
+        return {"model": self.models_[j].state_dict(), "optimizer": self.optimizers_[j].state_dict(),
+                "gen": self._gens[j].get_state()}
+
+    def load_model_state(self, j: int, state: dict) -> None:
+        """Model ``j`` as another process trained it (``model_state``)."""
+        state = copy.deepcopy(state)
+        self.models_[j].load_state_dict(state["model"])
+        self.optimizers_[j].load_state_dict(state["optimizer"])
+        self._gens[j].set_state(state["gen"])
 
     def confidences(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """K x N logit-confidences of every reference model on (images, labels)."""
@@ -160,7 +178,7 @@ class ShadowModels:
             "models": [m.state_dict() for m in self.models_],
             "optimizers": [o.state_dict() for o in self.optimizers_],
             "in_mask": self.in_mask,
-            "gen": self._gen.get_state(),
+            "gens": [g.get_state() for g in self._gens],
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -172,7 +190,9 @@ class ShadowModels:
             m.load_state_dict(s)
         for o, s in zip(self.optimizers_, state["optimizers"]):
             o.load_state_dict(s)
-        self._gen.set_state(state["gen"])
+        # checkpoints before per-model generators kept one shared generator: each model continues from it
+        for g, st in zip(self._gens, state.get("gens") or [state["gen"]] * len(self._gens)):
+            g.set_state(st)
 
 
 def fresh_copy(model: nn.Module) -> nn.Module:

@@ -33,6 +33,7 @@ class MembershipAttack(AttackCallback):
         self.shadow_: ShadowModels | None = None
         self._pending_shadow: dict | None = None
         self.shadow_seconds = 0.0
+        self.shadow_models_here: list[int] = []  # under DDP: the reference models this rank trains
 
     def target(self, pl_module: Any) -> Any:
         return classifier_target(pl_module, shadow_factory=self.shadow_factory)
@@ -53,8 +54,15 @@ class MembershipAttack(AttackCallback):
         return {"shadow": shadow} if shadow.epochs_ == config.shadow_epochs else {}
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Shadow models keep pace with the target (one epoch per epoch), then the attack runs when due."""
-        if self.config.shadow_models and trainer.is_global_zero and not trainer.sanity_checking:
+        """Shadow models keep pace with the target (one epoch per epoch), then the attack runs when due.
+
+        On several processes each rank trains its share of the reference models (model j on rank
+        j mod W) and rank 0 gathers them, so it holds all of them, trained as one process would.
+        """
+        from privgan.callbacks.ddp_coordination import distributed
+
+        several = distributed(trainer)
+        if self.config.shadow_models and (trainer.is_global_zero or several) and not trainer.sanity_checking:
             if self.shadow_ is None:
                 self.shadow_ = make_shadow_models(self.target(pl_module), self.view(trainer), self.config)
                 if self._pending_shadow is not None:
@@ -63,9 +71,27 @@ class MembershipAttack(AttackCallback):
             behind = trainer.current_epoch + 1 - self.shadow_.epochs_
             if behind > 0:
                 t0 = time.perf_counter()
-                self.shadow_.train(behind)
+                if several:
+                    self._train_shadow_share(trainer, behind)
+                else:
+                    self.shadow_.train(behind)
                 self.shadow_seconds += time.perf_counter() - t0
         super().on_train_epoch_end(trainer, pl_module)
+
+    def _train_shadow_share(self, trainer: L.Trainer, epochs: int) -> None:
+        """This rank's reference models ``epochs`` more epochs; rank 0 then loads every rank's models."""
+        from privgan.callbacks.ddp_coordination import gather_blocks
+
+        rank, world = trainer.global_rank, trainer.world_size
+        mine = [j for j in range(self.shadow_.k) if j % world == rank]
+        self.shadow_.train(epochs, only=mine)
+        self.shadow_models_here = mine
+        blocks = gather_blocks(self.name, "gathering reference models", trainer.global_step,
+                               {j: self.shadow_.model_state(j) for j in mine})
+        if trainer.is_global_zero:
+            for r, block in enumerate(blocks):
+                for j, state in (block.items() if r != rank else ()):
+                    self.shadow_.load_model_state(j, state)
 
     def state_dict(self) -> dict[str, Any]:
         s = super().state_dict() | {"shadow_seconds": self.shadow_seconds}

@@ -137,3 +137,22 @@ def test_registered_attack_catches_memorisation_and_not_an_untrained_model():
     untrained = run_attack("membership", ClassifierTarget(logits=net()), view, {"shadow_models": 0, "n_boot": 100})
     assert untrained.signals["auc"].ci[0] < 0.5 < untrained.signals["auc"].ci[1]
     assert untrained.verdict == "no leak found" and set(untrained.scores) == {"loss"}
+
+
+def test_reference_models_trained_apart_and_merged_equal_those_trained_together():
+    """What DDP ranks do with LiRA's reference models: model j trained alone (its own batch generator) is the same model."""
+    torch.manual_seed(0)
+    x, y = torch.rand(24, 3, 8, 8), torch.randint(0, 3, (24,))
+
+    def factory():
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 3))
+
+    together = ShadowModels(factory, x, y, k=4, seed=5)
+    together.train(3)
+    apart = [ShadowModels(factory, x, y, k=4, seed=5) for _ in range(2)]  # two "ranks"
+    for rank, s in enumerate(apart):
+        s.train(3, only=[j for j in range(4) if j % 2 == rank])
+    for j in range(4):
+        apart[0].load_model_state(j, apart[j % 2].model_state(j))
+    assert torch.equal(together.confidences(x, y), apart[0].confidences(x, y))
+    assert not torch.equal(together.confidences(x, y), ShadowModels(factory, x, y, k=4, seed=5).confidences(x, y))

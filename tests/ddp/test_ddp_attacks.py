@@ -1,5 +1,6 @@
 """Attack callbacks under DDP (2 processes, spawn, gloo): no deadlock, one curve written by rank 0, the planted leak
-seen, and the Result equal to the same attack on the same weights in one process."""
+seen, the Result equal to the same attack on the same weights in one process, LiRA's reference models and the GAN
+sample embeddings split across ranks, a lost rank named."""
 
 from __future__ import annotations
 
@@ -31,7 +32,17 @@ pytestmark = [pytest.mark.ddp, pytest.mark.timeout(300)]
 
 def callbacks():
     # random labels: only memorisation fits them, so membership leaks (a planted truth the attack must see)
-    return [MembershipAttack(every_n_epochs=8, config={"shadow_models": 0, "n_boot": 200}), PrivacyUtilityCurve(plot=False)]
+    return [MembershipAttack(every_n_epochs=8, config={"shadow_models": 2, "n_boot": 200}), PrivacyUtilityCurve(plot=False)]
+
+
+class ShadowShare(L.Callback):
+    """Each rank writes which LiRA reference models it trained."""
+
+    def __init__(self, out: Path, attack: MembershipAttack) -> None:
+        self.out, self.attack = Path(out), attack
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        torch.save(self.attack.shadow_models_here, self.out / f"shadow_rank{trainer.global_rank}.pt")
 
 
 def data():
@@ -41,12 +52,16 @@ def data():
 def test_an_attack_under_ddp_sees_the_planted_leak_once_and_equals_the_attack_on_the_same_weights_in_one_process(tmp_path):
     # Two ranks train a different model than one process would (twice the global batch), so the exact
     # check is on the same weights: rank 0's attack under DDP must equal the attack re-run here, unsharded.
-    two = ddp_trainer(tmp_path, "attack", max_epochs=8, callbacks=callbacks())
+    cbs = callbacks()
+    two = ddp_trainer(tmp_path, "attack", max_epochs=8, callbacks=[*cbs, ShadowShare(tmp_path, cbs[0])])
     two.fit(SplitClassifier(width=8, lr=5e-3, augment=False), data())
     points = load_curve(tmp_path)
     assert len(points) == 1  # one point, written once (by rank 0), at the last epoch
     under_ddp = points[-1].results["membership"]
     assert under_ddp.signals["loss_auc"].value > 0.6 and under_ddp.verdict == "leak"  # the planted leak is seen
+    assert "lira_offline_auc" in under_ddp.signals
+    # each rank trained one of the two LiRA reference models, and rank 0 attacked with both
+    assert [torch.load(tmp_path / f"shadow_rank{r}.pt") for r in range(2)] == [[0], [1]]
 
     rank0 = read_reports(tmp_path, "attack")[0]
     module = SplitClassifier(width=8, lr=5e-3, augment=False, num_classes=4)
@@ -57,8 +72,10 @@ def test_an_attack_under_ddp_sees_the_planted_leak_once_and_equals_the_attack_on
     dm = data()
     dm.setup("fit")
     again = cb.attack_module(module, view_from(dm, needs=get_attack("membership").needs), 7, {})  # epoch 7: the last of 8
+    # the whole data set, not one rank's shard; the reference models trained as one process trains them (8 epochs)
+    assert set(again.signals) == set(under_ddp.signals)
     for k, s in under_ddp.signals.items():
-        assert again.signals[k].value == pytest.approx(s.value, abs=1e-6), k  # the whole data set, not one rank's shard
+        assert again.signals[k].value == pytest.approx(s.value, abs=1e-6), k
 
 
 class BankReport(L.Callback):
@@ -119,6 +136,6 @@ def test_a_lost_rank_fails_the_attack_with_an_error_naming_it_instead_of_hanging
                    enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
                    callbacks=[LoseRankOne(), *callbacks()])
     t = time.monotonic()
-    with pytest.raises(Exception, match="privgan membership: rank 0 of 2 lost its peers while agreeing whether to attack at step"):
+    with pytest.raises(Exception, match="privgan membership: rank 0 of 2 lost its peers while gathering reference models at step 2"):
         tr.fit(SplitClassifier(width=8, lr=5e-3, augment=False), data())
     assert time.monotonic() - t < 120
