@@ -295,6 +295,12 @@ class GAN(DPLifecycleMixin, L.LightningModule):
         """
         return all_reduce_mean_grads(list(self.generator.parameters()), n) > 0
 
+    def on_init_from(self) -> None:
+        """After ``InitFrom`` loaded another run's weights: the EMA warm-up restarts, so the sampler follows the
+        fine-tune; with the public run's step count the EMA (decay 0.999) would hardly move in a short fine-tune, and
+        its samples, FD and attacks would be the public GAN's."""
+        self.ema_updates.zero_()
+
     @torch.no_grad()
     def _update_ema(self) -> None:
         """EMA of G's weights (warm-up: decay min(ema_decay, (1+t)/(10+t))); buffers copied as they are."""

@@ -176,3 +176,22 @@ def test_shadow_models_start_from_the_public_weights_too(runs, face_tree):
     public = torch.load(ckpt, weights_only=False)["state_dict"]
     assert torch.equal(fresh.backbone.stem[0].weight, public["net.backbone.stem.0.weight"])
     assert fresh.backbone.head[2].weight.shape[0] == 3  # the head: initialised anew, sized for the study
+
+
+def test_a_gan_fine_tune_restarts_the_ema_warm_up_so_its_samples_follow_the_fine_tune(tmp_path):
+    """The public run's EMA step count would keep the sampler (decay 0.999) at the public GAN for a short fine-tune."""
+    from privgan.modules.gan import GAN
+
+    kw = dict(image_size=32, latent_dim=8, g_width=4, d_width=4)
+    public = GAN(**kw)
+    public.ema_updates.fill_(50_000)
+    torch.save({"state_dict": public.state_dict()}, tmp_path / "public.ckpt")
+    fine = GAN(**kw)
+    InitFrom(str(tmp_path / "public.ckpt"), check_people=False).setup(None, fine, "fit")
+    assert torch.equal(next(fine.generator.parameters()), next(public.generator.parameters()))  # the weights came
+    assert int(fine.ema_updates) == 0  # the warm-up did not
+    with torch.no_grad():
+        next(fine.generator.parameters()).add_(1.0)  # one "fine-tune" step's worth of change
+    fine._update_ema()
+    moved = (next(fine.generator_ema.parameters()) - next(public.generator_ema.parameters())).abs().mean()
+    assert moved > 0.8  # warm-up decay 0.1: the EMA took 90 % of the change (0.999 would take 0.1 %)
