@@ -44,6 +44,10 @@ GAN_LOSSES: dict[str, tuple[LossRows, Callable[[torch.Tensor], torch.Tensor]]] =
 }
 
 
+#: Where a checkpoint keeps the GAN's count of D steps (so a resumed fit keeps its n_critic rhythm).
+D_STEPS_KEY = "privgan_gan_d_steps"
+
+
 class GAN(DPLifecycleMixin, L.LightningModule):
     """Unconditional face GAN; ``sample(n, generator)`` draws from the EMA generator in [0, 1].
 
@@ -135,6 +139,7 @@ class GAN(DPLifecycleMixin, L.LightningModule):
         self.discriminator = make_dp_compatible(disc) if dp is not None else disc
         self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
+        self.d_steps = 0  # D steps of this fit; kept in the checkpoint (D_STEPS_KEY), not in the weights
         self._dp: DPState | None = None
 
 
@@ -257,7 +262,10 @@ class GAN(DPLifecycleMixin, L.LightningModule):
             self.log("train/d_real", out[:n].mean().detach(), on_step=False, on_epoch=True, batch_size=n)
             self.log("train/d_fake", out[n:].mean().detach(), on_step=False, on_epoch=True, batch_size=n)
 
-        if (batch_idx + 1) % hp.n_critic:  # n_critic D steps per G step (the same batches on every rank)
+        # n_critic D steps per G step, counted over the whole fit (the same count on every rank): counting batches of
+        # an epoch never reached n_critic when an epoch had fewer batches (person-level DP at q = 0.5: 2 a epoch)
+        self.d_steps += 1
+        if self.d_steps % hp.n_critic:
             return None
 
         # generator step: D frozen, per-sample hooks off
@@ -294,6 +302,14 @@ class GAN(DPLifecycleMixin, L.LightningModule):
         batch is empty. Under DP, D's gradients are Opacus's DistributedDPOptimizer's to sync.
         """
         return all_reduce_mean_grads(list(self.generator.parameters()), n) > 0
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint[D_STEPS_KEY] = self.d_steps
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.d_steps = int(checkpoint.get(D_STEPS_KEY, 0))
 
     def on_init_from(self) -> None:
         """After ``InitFrom`` loaded another run's weights: the EMA warm-up restarts, so the sampler follows the

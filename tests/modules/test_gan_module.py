@@ -197,6 +197,19 @@ def test_n_critic_steps_the_generator_every_n_batches(tmp_path):
         _gan(n_critic=0)
 
 
+def test_n_critic_counts_d_steps_across_epochs_shorter_than_n_critic_and_a_resume_keeps_the_count(tmp_path):
+    """Person-level DP at q = 0.5 gives 2 batches an epoch: with n_critic = 4, G must still step every 4th D step."""
+    m = _gan(n_critic=4)
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    L.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+              default_root_dir=tmp_path, limit_train_batches=2, callbacks=[ckpt]).fit(m, _data())
+    steps = lambda model, i: int(next(iter(model.optimizers()[i].optimizer.state.values()))["step"])  # noqa: E731
+    assert (m.d_steps, steps(m, 1), steps(m, 0)) == (6, 6, 1)  # D 6 steps, G once (at D step 4)
+    resumed = _gan(n_critic=4)
+    _trainer(tmp_path, epochs=5, limit_train_batches=2).fit(resumed, _data(), ckpt_path=tmp_path / "ckpt" / "last.ckpt")
+    assert (resumed.d_steps, steps(resumed, 1), steps(resumed, 0)) == (10, 10, 2)  # G again at D step 8, not at 4 + 6
+
+
 def test_person_level_dp_on_the_discriminator(tmp_path):
     """dp.unit: identity on D: people drawn whole, fakes each their own unit, ε per person from the accountant."""
     from privgan.defences.identity_dp import IdentityDPOptimizer, identity_epsilon
