@@ -282,7 +282,7 @@ def gan_part(out: Path, a: argparse.Namespace) -> tuple[dict, dict]:
     best = min(verifying, key=lambda r: r["fd"]) if verifying else {"n_critic": 2, "identities_per_step": 16}
     result["dp_setting"] = {"n_critic": best["n_critic"], "identities_per_step": best["identities_per_step"],
                             "chosen_by": "lowest FD-face among sweep settings whose samples verify at half the real "
-                                         "photos' rate or more" if sweep else "recipe default (no sweep run)"}
+                                         "photos' rate or more" if sweep else "--dp-critic / --dp-people (no sweep run)"}
     jobs = []
     for design in DESIGNS:
         for name, extra in (("nonprivate", ["--model.init_args.dp=null"]),
@@ -371,6 +371,8 @@ def main() -> None:
     p.add_argument("--sweep-epochs", type=int, default=30)
     p.add_argument("--sweep-critic", type=lambda v: [int(x) for x in v.split(",")], default=[1, 2, 4])
     p.add_argument("--sweep-people", type=lambda v: [int(x) for x in v.split(",")], default=[16, 32])
+    p.add_argument("--dp-critic", type=int, default=2, help="n_critic of the DP GAN fine-tunes when no sweep ran")
+    p.add_argument("--dp-people", type=int, default=16, help="people per step of the DP GAN fine-tunes when no sweep ran")
     p.add_argument("--jobs", type=int, default=2, help="fine-tunes run side by side, one torch thread each")
     a = p.parse_args()
     out = Path(a.out)
