@@ -279,7 +279,7 @@ def gan_part(out: Path, a: argparse.Namespace) -> tuple[dict, dict]:
             sweep.append({"n_critic": c, "identities_per_step": p, "epochs": a.sweep_epochs, **gan_row(d)})
     result["sweep"] = sweep
     verifying = [r for r in sweep if r["verify_share"] >= 0.5 * r["verify_share_real"]] or sweep
-    best = min(verifying, key=lambda r: r["fd"]) if verifying else {"n_critic": 2, "identities_per_step": 16}
+    best = min(verifying, key=lambda r: r["fd"]) if verifying else {"n_critic": a.dp_critic, "identities_per_step": a.dp_people}
     result["dp_setting"] = {"n_critic": best["n_critic"], "identities_per_step": best["identities_per_step"],
                             "chosen_by": "lowest FD-face among sweep settings whose samples verify at half the real "
                                          "photos' rate or more" if sweep else "--dp-critic / --dp-people (no sweep run)"}
