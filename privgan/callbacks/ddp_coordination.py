@@ -16,7 +16,6 @@ import lightning as L
 import torch
 
 T = TypeVar("T")
-#: ``cb`` below is an :class:`privgan.callbacks.base.AttackCallback` (not imported: base imports this module).
 
 
 def distributed(trainer: L.Trainer) -> bool:
@@ -50,7 +49,7 @@ def gather_blocks(name: str, doing: str, step: int, block: Any) -> list[Any]:
 
 
 def attack_on_rank_zero(cb: Any, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-    """One attack epoch end under DDP: rank 0's decision for all, the shared work on all, the attack on rank 0, a barrier."""
+    """``cb``, an ``AttackCallback`` (not imported: base imports this module), at one epoch end under DDP: rank 0's decision for all, the shared work on all, the attack on rank 0, a barrier."""
     step = trainer.global_step
     decision: list[Any] = [None]
     if trainer.is_global_zero:
@@ -66,7 +65,7 @@ def attack_on_rank_zero(cb: Any, trainer: L.Trainer, pl_module: L.LightningModul
     collective(cb.name, "waiting for rank 0's attack", step, torch.distributed.barrier)
 
 
-def share_embeddings(cb: Any, target: Any, n: int, seed: int, embedder: Any, step: int) -> int:
+def share_embeddings(name: str, target: Any, n: int, seed: int, embedder: Any, step: int) -> int:
     """Each rank embeds its block of the ``n`` samples of ``seed`` (all ranks hold the same weights, so the same
     samples); every rank's bank gets all of them, in order (so every rank sees the same bank and skips alike).
     Returns how many this rank embedded."""
@@ -77,6 +76,6 @@ def share_embeddings(cb: Any, target: Any, n: int, seed: int, embedder: Any, ste
     lo, hi = rank_block(n, rank, world)
     samples = target.draw(n, seed=seed)
     block = embed_batched(embedder, samples[lo:hi]) if hi > lo else None
-    blocks = gather_blocks(cb.name, "gathering sample embeddings", step, block)
+    blocks = gather_blocks(name, "gathering sample embeddings", step, block)
     target.bank[key] = torch.cat([b for b in blocks if b is not None])
     return hi - lo

@@ -54,4 +54,4 @@ class GanAttackCallback(AttackCallback):
                 embedder = get_embedder(name, **kwargs)
                 if target.embedding_key(n, embedder, seed=seed) in target.bank:  # another GAN attack shared it already
                     continue
-                self.embedded_here += share_embeddings(self, target, n, seed, embedder, trainer.global_step)
+                self.embedded_here += share_embeddings(self.name, target, n, seed, embedder, trainer.global_step)

@@ -89,8 +89,8 @@ class MembershipAttack(AttackCallback):
         blocks = gather_blocks(self.name, "gathering reference models", trainer.global_step,
                                {j: self.shadow_.model_state(j) for j in mine})
         if trainer.is_global_zero:
-            for r, block in enumerate(blocks):
-                for j, state in (block.items() if r != rank else ()):
+            for block in blocks[1:]:  # rank 0's own models are already here
+                for j, state in block.items():
                     self.shadow_.load_model_state(j, state)
 
     def state_dict(self) -> dict[str, Any]:
